@@ -1,0 +1,218 @@
+"""The wire format between workers and servers.
+
+A message is one small pickled header followed by zero or more raw array
+buffers. The header holds the operation, the keys and a *spec* per value:
+scalars and small arrays ride inside it (one MPI message for a small request),
+arrays of :data:`INLINE_LIMIT` bytes or more travel as their own ``Send`` of
+numpy memory, received straight into a preallocated array: no big array is
+ever pickled.
+
+Value specs (tuples, first item the kind):
+
+``("s", obj)``
+    A Python scalar (int, float, bool, complex, str, bytes, None).
+``("a", descr, shape, payload)``
+    A numpy array; ``payload`` is ``bytes`` (inline) or the index of its
+    out-of-line buffer.
+``("sp", fmt, shape, is_array, parts)``
+    A scipy.sparse matrix or array as its component arrays (``data``,
+    ``indices``, ``indptr`` for csr/csc; ``data``, ``row``, ``col`` for coo);
+    other formats travel as csr.
+``("t", items)`` / ``("l", items)``
+    A tuple or list of values (used for row updates: ``(rows, values)``).
+"""
+
+import numpy as np
+
+from paracel.errors import UserError
+
+INLINE_LIMIT = 64 * 1024
+
+TAG_REQUEST = 11
+TAG_DATA = 12
+TAG_REPLY = 13
+TAG_REPLY_DATA = 14
+
+SCALAR_TYPES = (int, float, bool, complex, str, bytes, type(None),
+                np.integer, np.floating, np.bool_, np.complexfloating)
+
+
+def _sparse():
+    import scipy.sparse
+
+    return scipy.sparse
+
+
+def _is_sparse(value):
+    module = type(value).__module__
+    return module.startswith("scipy.sparse") and _sparse().issparse(value)
+
+
+def encode(value, buffers):
+    """Turn ``value`` into a picklable spec, appending big arrays to ``buffers``.
+
+    Parameters
+    ----------
+    value : object
+        A numpy array, scipy.sparse matrix, Python scalar, or tuple/list of them.
+    buffers : list
+        Receives the contiguous arrays that must travel out of line.
+
+    Returns
+    -------
+    tuple
+        The spec (see the module docstring).
+    """
+    if isinstance(value, np.ndarray):
+        return _encode_array(value, buffers)
+    if isinstance(value, SCALAR_TYPES):
+        return ("s", value.item() if isinstance(value, np.generic) else value)
+    if isinstance(value, (tuple, list)):
+        kind = "t" if isinstance(value, tuple) else "l"
+        return (kind, [encode(item, buffers) for item in value])
+    if _is_sparse(value):
+        return _encode_sparse(value, buffers)
+    raise UserError(
+        f"values of type {type(value).__name__} cannot be stored; use numpy arrays, "
+        "scipy.sparse matrices, Python scalars, or tuples/lists of them")
+
+
+def _encode_array(array, buffers):
+    if array.dtype.hasobject:
+        raise UserError("numpy arrays of dtype object cannot be stored; use a numeric dtype")
+    array = np.ascontiguousarray(array)
+    descr = np.lib.format.dtype_to_descr(array.dtype)
+    if array.nbytes < INLINE_LIMIT:
+        return ("a", descr, array.shape, array.tobytes())
+    buffers.append(array)
+    return ("a", descr, array.shape, len(buffers) - 1)
+
+
+def _encode_sparse(matrix, buffers):
+    fmt = matrix.format if matrix.format in ("csr", "csc", "coo") else "csr"
+    matrix = matrix.asformat(fmt)
+    if fmt == "coo":
+        parts = (matrix.data, matrix.row, matrix.col)
+    else:
+        parts = (matrix.data, matrix.indices, matrix.indptr)
+    is_array = isinstance(matrix, _sparse().sparray)
+    specs = [_encode_array(np.asarray(part), buffers) for part in parts]
+    return ("sp", fmt, tuple(matrix.shape), is_array, specs)
+
+
+def out_of_line(spec, found=None):
+    """List ``(index, descr, shape)`` of every out-of-line array in ``spec``."""
+    found = [] if found is None else found
+    kind = spec[0]
+    if kind == "a" and not isinstance(spec[3], bytes):
+        found.append((spec[3], spec[1], spec[2]))
+    elif kind == "sp":
+        for part in spec[4]:
+            out_of_line(part, found)
+    elif kind in ("t", "l"):
+        for item in spec[1]:
+            out_of_line(item, found)
+    return found
+
+
+def allocate(specs, out=None):
+    """Allocate receive buffers for the out-of-line arrays of ``specs``.
+
+    Parameters
+    ----------
+    specs : list of tuple
+        Value specs, as in a received header.
+    out : numpy.ndarray, optional
+        Where the single out-of-line array should land (zero-copy read into
+        the caller's memory); its dtype and shape must match.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Buffers in index order, ready for ``Recv``.
+    """
+    found = []
+    for spec in specs:
+        out_of_line(spec, found)
+    found.sort(key=lambda item: item[0])
+    buffers = []
+    for _, descr, shape in found:
+        dtype = np.lib.format.descr_to_dtype(descr)
+        if out is not None and len(found) == 1:
+            if out.dtype != dtype or out.shape != tuple(shape) or not out.flags.c_contiguous:
+                raise UserError(f"out= has dtype {out.dtype} and shape {out.shape}; "
+                                f"the value has dtype {dtype} and shape {tuple(shape)}")
+            buffers.append(out)
+        else:
+            buffers.append(np.empty(shape, dtype=dtype))
+    return buffers
+
+
+def decode(spec, buffers):
+    """Rebuild a value from its spec and the received out-of-line buffers.
+
+    Inline arrays are copied into fresh writable memory, so every decoded
+    array is owned by its receiver and may be updated in place.
+    """
+    kind = spec[0]
+    if kind == "s":
+        return spec[1]
+    if kind == "a":
+        _, descr, shape, payload = spec
+        if isinstance(payload, bytes):
+            dtype = np.lib.format.descr_to_dtype(descr)
+            return np.frombuffer(payload, dtype=dtype).reshape(shape).copy()
+        return buffers[payload]
+    if kind == "sp":
+        return _decode_sparse(spec, buffers)
+    items = [decode(item, buffers) for item in spec[1]]
+    return tuple(items) if kind == "t" else items
+
+
+def _decode_sparse(spec, buffers):
+    sparse = _sparse()
+    _, fmt, shape, is_array, parts = spec
+    arrays = [decode(part, buffers) for part in parts]
+    builders = {
+        "csr": (sparse.csr_array, sparse.csr_matrix),
+        "csc": (sparse.csc_array, sparse.csc_matrix),
+        "coo": (sparse.coo_array, sparse.coo_matrix),
+    }
+    build = builders[fmt][0 if is_array else 1]
+    if fmt == "coo":
+        data, row, col = arrays
+        return build((data, (row, col)), shape=shape)
+    return build(tuple(arrays), shape=shape)
+
+
+def send(comm, dest, header, values=(), tag=TAG_REQUEST, data_tag=TAG_DATA):
+    """Send one message: the pickled header and specs, then each raw buffer.
+
+    The buffers go with blocking ``Send`` on purpose: the receiver posts its
+    ``Recv`` as soon as it reads the header, and a transfer that needed the
+    sender's later progress could stall a server that serves everyone.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        The parameter-server communicator.
+    dest : int
+        Destination rank in ``comm``.
+    header : tuple
+        Small picklable description (operation, keys, options).
+    values : sequence
+        Values to encode after the header.
+    """
+    buffers = []
+    specs = [encode(value, buffers) for value in values]
+    comm.send((header, specs), dest=dest, tag=tag)
+    for buffer in buffers:
+        comm.Send(buffer, dest=dest, tag=data_tag)
+
+
+def receive_payload(comm, source, specs, data_tag=TAG_DATA, out=None):
+    """Receive the raw buffers announced by ``specs`` and decode the values."""
+    buffers = allocate(specs, out)
+    for buffer in buffers:
+        comm.Recv(buffer, source=source, tag=data_tag)
+    return [decode(spec, buffers) for spec in specs]

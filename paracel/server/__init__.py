@@ -1,0 +1,1 @@
+"""The server side: the table store, the update functions and the serve loop."""

@@ -1,0 +1,111 @@
+"""The serve loop: receive a request, apply it to the store, reply.
+
+One loop per server rank, one request at a time in arrival order, so updates
+are atomic per key and a worker's requests to one server are applied in the
+order it sent them (MPI does not reorder messages between a pair of ranks).
+That order is what makes a *fence* cheap: when a server answers a fence, every
+earlier request of that worker has been applied, with no per-update
+acknowledgement on the wire.
+
+Waiting for the next request never blocks inside MPI (which polls in a loop):
+the loop probes and backs off with :class:`paracel.waiting.Backoff`, so an
+idle server costs almost nothing on an oversubscribed machine.
+"""
+
+import logging
+import time
+
+from mpi4py import MPI
+
+from paracel import protocol
+from paracel.server.store import MISSING, Store
+from paracel.waiting import Backoff
+
+log = logging.getLogger("paracel.server")
+
+
+class Server:
+    """Serves one shard of the parameter tables until every worker is done.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        The parameter-server communicator (servers and workers).
+    server_id : int
+        This server's index among the servers.
+    num_workers : int
+        How many ``done`` messages end the loop.
+    """
+
+    def __init__(self, comm, server_id, num_workers):
+        self.comm = comm
+        self.server_id = server_id
+        self.num_workers = num_workers
+        self.store = Store()
+        self.pending_errors = {}
+        self.finished = set()
+        self.requests = 0
+        self.busy_seconds = 0.0
+        self._handlers = {
+            "read": self._read, "write": self._write, "update": self._update,
+            "contains": self._contains, "remove": self._remove, "keys": self._keys,
+            "fence": self._fence, "done": self._done, "stats": self._stats,
+        }
+
+    def serve(self):
+        """Answer requests until all workers have said ``done``."""
+        backoff = Backoff()
+        status = MPI.Status()
+        while len(self.finished) < self.num_workers:
+            message = self.comm.improbe(MPI.ANY_SOURCE, protocol.TAG_REQUEST, status)
+            if message is None:
+                backoff.pause()
+                continue
+            start = time.perf_counter()
+            (op, keys, arg), specs = message.recv()
+            self._handlers[op](status.Get_source(), keys, arg, specs)
+            self.requests += 1
+            self.busy_seconds += time.perf_counter() - start
+            backoff.reset()
+        log.debug("served %d requests, %d keys, %d bytes held",
+                  self.requests, len(self.store.table), self.store.nbytes())
+
+    def _reply(self, source, data=None, values=()):
+        errors = self.pending_errors.pop(source, [])
+        protocol.send(self.comm, source, (data, errors), values,
+                      tag=protocol.TAG_REPLY, data_tag=protocol.TAG_REPLY_DATA)
+
+    def _values(self, source, specs):
+        return protocol.receive_payload(self.comm, source, specs)
+
+    def _read(self, source, keys, arg, specs):
+        found = self.store.read(keys)
+        present = [value is not MISSING for value in found]
+        self._reply(source, present, [value for value in found if value is not MISSING])
+
+    def _write(self, source, keys, arg, specs):
+        self.store.write(keys, self._values(source, specs))
+
+    def _update(self, source, keys, fn_name, specs):
+        errors = self.store.update(fn_name, keys, self._values(source, specs))
+        if errors:
+            self.pending_errors.setdefault(source, []).extend(errors)
+
+    def _contains(self, source, keys, arg, specs):
+        self._reply(source, self.store.contains(keys))
+
+    def _remove(self, source, keys, arg, specs):
+        self._reply(source, self.store.remove(keys))
+
+    def _keys(self, source, keys, prefix, specs):
+        self._reply(source, self.store.keys(prefix))
+
+    def _fence(self, source, keys, arg, specs):
+        self._reply(source)
+
+    def _done(self, source, keys, arg, specs):
+        self.finished.add(source)
+
+    def _stats(self, source, keys, arg, specs):
+        self._reply(source, {"keys": len(self.store.table), "nbytes": self.store.nbytes(),
+                             "requests": self.requests, "busy_seconds": self.busy_seconds})

@@ -1,0 +1,94 @@
+"""A server's table: key → value, with the operations workers ask for.
+
+Values are whatever the protocol carries: dense numpy blocks, scipy.sparse
+blocks, Python scalars, and tuples of them. The store is only touched by its
+server's single serve loop, so each operation is atomic per key.
+"""
+
+import traceback
+
+import numpy as np
+
+from paracel.server import updates
+
+MISSING = ("@missing",)
+
+
+class Store:
+    """The in-memory hash table of one server."""
+
+    def __init__(self):
+        self.table = {}
+
+    def read(self, keys):
+        """Values of ``keys``; :data:`MISSING` stands for an absent key."""
+        return [self.table.get(key, MISSING) for key in keys]
+
+    def write(self, keys, values):
+        """Store each value under its key, replacing what was there."""
+        for key, value in zip(keys, values):
+            self.table[key] = value
+
+    def update(self, fn_name, keys, deltas):
+        """Fold each delta into its key with the named update function.
+
+        Returns
+        -------
+        list of str
+            One report per key whose update failed (with the traceback); the
+            other keys are updated all the same, and a failed key keeps its
+            old value.
+        """
+        fn = updates.lookup(fn_name)
+        errors = []
+        for key, delta in zip(keys, deltas):
+            try:
+                new = fn(self.table.get(key), delta)
+            except Exception as error:  # reported back to the worker that asked
+                errors.append(_failure(fn_name, key, error))
+                continue
+            if new is None:
+                self.table.pop(key, None)
+            else:
+                self.table[key] = new
+        return errors
+
+    def contains(self, keys):
+        """Whether each key is present."""
+        return [key in self.table for key in keys]
+
+    def remove(self, keys):
+        """Drop the keys; absent keys are ignored. Returns how many were present."""
+        return sum(self.table.pop(key, MISSING) is not MISSING for key in keys)
+
+    def keys(self, prefix=None):
+        """All keys, or the string keys / tuple keys whose first item starts with
+        ``prefix``."""
+        if prefix is None:
+            return list(self.table)
+        return [key for key in self.table if _first(key).startswith(prefix)]
+
+    def nbytes(self):
+        """Bytes held in array payloads (what the table stores, not overhead)."""
+        return sum(_nbytes(value) for value in self.table.values())
+
+
+def _first(key):
+    head = key[0] if isinstance(key, tuple) and key else key
+    return head if isinstance(head, str) else str(head)
+
+
+def _nbytes(value):
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if hasattr(value, "data") and hasattr(value, "nnz"):
+        parts = ("data", "indices", "indptr", "row", "col")
+        return sum(getattr(value, name).nbytes for name in parts if hasattr(value, name))
+    if isinstance(value, (tuple, list)):
+        return sum(_nbytes(item) for item in value)
+    return 8
+
+
+def _failure(fn_name, key, error):
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return f"update function {fn_name!r} failed on key {key!r}: {error}\n{trace}"

@@ -1,0 +1,171 @@
+"""Update functions: how a server folds a worker's delta into a stored value.
+
+An update function is ``fn(old, delta) -> new`` and runs on the server that
+holds the key, one request at a time, so every update is atomic per key.
+``old`` is ``None`` when the key is missing. Built-ins are registered here by
+name; users register their own with :func:`update_function` in a module that
+the job file lists under ``"modules"`` (imported on every rank, so workers and
+servers agree on the names).
+
+Built-ins
+---------
+``add``, ``sub``
+    Elementwise sum / difference; a missing key counts as zero. Dense blocks
+    are updated in place; a sparse delta onto a dense block adds only its
+    non-zeros. Shapes must match exactly (no broadcasting).
+``max``, ``min``
+    Elementwise maximum / minimum; a missing key takes the delta.
+``replace``
+    Store the delta.
+``add_rows``
+    ``delta = (rows, values)``: add ``values[i]`` to row ``rows[i]`` of a
+    dense block (repeated rows accumulate), without touching other rows.
+"""
+
+import numpy as np
+
+from paracel.errors import UserError
+
+_REGISTRY = {}
+
+
+def update_function(name=None):
+    """Register ``fn(old, delta) -> new`` under ``name`` (default: its own name).
+
+    Examples
+    --------
+    >>> @update_function("scaled_add")
+    ... def scaled_add(old, delta):
+    ...     return delta if old is None else old + 0.5 * delta
+    """
+    def register(fn):
+        key = name or fn.__name__
+        known = _REGISTRY.get(key)
+        if known is not None and known is not fn:
+            raise UserError(f"update function {key!r} is already registered "
+                            f"(by {known.__module__}.{known.__qualname__})")
+        _REGISTRY[key] = fn
+        return fn
+    return register
+
+
+def lookup(name):
+    """Return the update function called ``name``; unknown names list the known."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise UserError(f"unknown update function {name!r}; known: "
+                        f"{', '.join(names())}") from None
+
+
+def names():
+    """Sorted names of all registered update functions."""
+    return sorted(_REGISTRY)
+
+
+def _is_sparse(value):
+    return type(value).__module__.startswith("scipy.sparse")
+
+
+def _check_fit(old, delta):
+    """Refuse a delta whose shape differs from the stored block's."""
+    old_shape = getattr(old, "shape", None)
+    delta_shape = getattr(delta, "shape", None)
+    if old_shape != delta_shape:
+        raise UserError(f"delta of shape {delta_shape} does not fit the stored value "
+                        f"of shape {old_shape}")
+
+
+def _elementwise(old, delta, ufunc, sparse_method):
+    _check_fit(old, delta)
+    if isinstance(old, np.ndarray) and _is_sparse(delta):
+        if ufunc is np.add or ufunc is np.subtract:
+            coo = delta.tocoo()
+            data = coo.data if ufunc is np.add else -coo.data
+            _in_place(np.add.at, old, (coo.row, coo.col), data)
+            return old
+        delta = delta.toarray()
+    if isinstance(old, np.ndarray) and isinstance(delta, np.ndarray):
+        _in_place(ufunc, old, delta, out=old)
+        return old
+    if _is_sparse(old):
+        return _sparse_combine(old, delta, sparse_method)
+    return _scalar(old, delta, ufunc)
+
+
+def _in_place(op, old, *args, **kwargs):
+    try:
+        if "out" in kwargs:
+            op(old, *args, casting="same_kind", **kwargs)
+        else:
+            if not np.can_cast(np.asarray(args[-1]).dtype, old.dtype, "same_kind"):
+                raise TypeError(f"cannot add {np.asarray(args[-1]).dtype} to {old.dtype}")
+            op(old, *args)
+    except TypeError as error:
+        raise UserError(f"delta does not fit the stored block of dtype {old.dtype}: "
+                        f"{error}") from None
+
+
+def _sparse_combine(old, delta, method):
+    if method == "add":
+        return old + delta
+    if method == "sub":
+        return old - delta
+    return getattr(old, method)(delta)
+
+
+def _scalar(old, delta, ufunc):
+    if isinstance(delta, np.ndarray) or isinstance(old, np.ndarray):
+        raise UserError(f"cannot combine {type(old).__name__} with {type(delta).__name__}")
+    if ufunc is np.add:
+        return old + delta
+    if ufunc is np.subtract:
+        return old - delta
+    return max(old, delta) if ufunc is np.maximum else min(old, delta)
+
+
+@update_function("add")
+def add(old, delta):
+    """Elementwise sum; a missing key takes the delta."""
+    return delta if old is None else _elementwise(old, delta, np.add, "add")
+
+
+@update_function("sub")
+def sub(old, delta):
+    """Elementwise difference; a missing key counts as zero."""
+    return -delta if old is None else _elementwise(old, delta, np.subtract, "sub")
+
+
+@update_function("max")
+def maximum(old, delta):
+    """Elementwise maximum; a missing key takes the delta."""
+    return delta if old is None else _elementwise(old, delta, np.maximum, "maximum")
+
+
+@update_function("min")
+def minimum(old, delta):
+    """Elementwise minimum; a missing key takes the delta."""
+    return delta if old is None else _elementwise(old, delta, np.minimum, "minimum")
+
+
+@update_function("replace")
+def replace(old, delta):
+    """Store the delta."""
+    return delta
+
+
+@update_function("add_rows")
+def add_rows(old, delta):
+    """Add ``values`` to the given ``rows`` of a dense block: ``delta = (rows, values)``."""
+    if not (isinstance(delta, (tuple, list)) and len(delta) == 2):
+        raise UserError("add_rows expects delta = (rows, values)")
+    rows, values = np.asarray(delta[0]), np.asarray(delta[1])
+    if old is None or not isinstance(old, np.ndarray):
+        raise UserError("add_rows needs an existing dense block; write it first")
+    if values.shape != (len(rows),) + old.shape[1:]:
+        raise UserError(f"add_rows values of shape {values.shape} do not fit "
+                        f"{len(rows)} rows of a block of shape {old.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= old.shape[0]):
+        raise UserError(f"add_rows row index out of range for a block of {old.shape[0]} rows")
+    _in_place(np.add.at, old, rows, values)
+    return old
