@@ -1,0 +1,9 @@
+"""The bundled algorithm toolkit, installed as ``paracel.algorithms``.
+
+Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
+:data:`BUNDLED` maps the name a job file uses to ``module:Class``.
+"""
+
+BUNDLED = {
+    "wc": "paracel.algorithms.wc:WordCount",
+}

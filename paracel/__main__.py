@@ -1,0 +1,7 @@
+"""``python -m paracel`` is ``python -m paracel.run``."""
+
+import sys
+
+from paracel.run import main
+
+sys.exit(main())

@@ -1,0 +1,293 @@
+"""``paracel.Algorithm``: everything a user's algorithm sees.
+
+Subclass it, declare ``parameters``, write ``solve()``::
+
+    class MyAlgorithm(paracel.Algorithm):
+        summary = "what it computes, in one line"
+        parameters = {"rounds": paracel.Param(int, 10, "how many clocks", low=1)}
+
+        def solve(self):
+            for _ in range(self.rounds):
+                w = self.read("w", default=0.0)
+                self.update("w", 1.0, "add")
+                self.iter_commit()
+
+Parameters are validated and stored in ``__init__`` only (as in
+scikit-learn); what the run learns or measures ends in ``_`` (``metrics_``).
+Inside ``solve()`` a worker has its identity (``worker_id``, ``num_workers``,
+``num_servers``, ``comm`` for worker-to-worker collectives), the parameter
+store verbs (``read``, ``read_multi``, ``write``, ``write_multi``,
+``update``, ``update_multi``, ``bupdate``, ``contains``, ``remove``,
+``keys``), synchronisation (``sync``, ``iter_commit``) and ``report`` for
+progress metrics.
+"""
+
+import json
+import logging
+import os
+import time
+
+import numpy as np
+
+from paracel import config
+
+_NO_DEFAULT = object()
+
+
+class Algorithm:
+    """Base class of every algorithm run by ``python -m paracel.run``.
+
+    Class attributes
+    ----------------
+    summary : str
+        One line for ``--list``.
+    parameters : dict of str to paracel.Param
+        The algorithm's parameters, for validation and ``--describe``.
+    """
+
+    summary = ""
+    parameters = {}
+
+    def __init__(self, **params):
+        for name, value in config.check_params(params, type(self).parameters).items():
+            setattr(self, name, value)
+        self.metrics_ = {}
+        self.history_ = []
+
+    def get_params(self):
+        """The parameters this instance was made with."""
+        return {name: getattr(self, name) for name in type(self).parameters}
+
+    @classmethod
+    def describe(cls):
+        """Human-readable parameter table, for ``--describe``."""
+        lines = [f"{cls.__module__}:{cls.__qualname__}", f"  {cls.summary}", "", "parameters:"]
+        for name, param in cls.parameters.items():
+            default = "required" if param.default is config.REQUIRED else repr(param.default)
+            choices = f"; one of {', '.join(map(repr, param.choices))}" if param.choices else ""
+            lines.append(f"  {name} ({param.describe_type()}, default {default}{choices})")
+            lines.append(f"      {param.help}")
+        return "\n".join(lines)
+
+    def solve(self):
+        """The algorithm; runs on every worker. May return a dict of final metrics."""
+        raise NotImplementedError(f"{type(self).__name__} must define solve()")
+
+    # -- identity ----------------------------------------------------------
+
+    @property
+    def worker_id(self):
+        """This worker's index, 0 ≤ worker_id < num_workers."""
+        return self._runtime.topology.index
+
+    @property
+    def num_workers(self):
+        """How many workers run ``solve()``."""
+        return self._runtime.topology.num_workers
+
+    @property
+    def num_servers(self):
+        """How many parameter servers hold the tables."""
+        return self._runtime.topology.num_servers
+
+    @property
+    def comm(self):
+        """The workers' communicator (mpi4py ``Comm``) for collectives among them."""
+        return self._runtime.topology.workers
+
+    @property
+    def staleness(self):
+        """The SSP bound s (``None``: asynchronous)."""
+        return self._runtime.job.staleness
+
+    @property
+    def seed(self):
+        """The job's random seed."""
+        return self._runtime.job.seed
+
+    @property
+    def output(self):
+        """The job's output folder (created before ``solve()`` runs)."""
+        return self._runtime.job.output
+
+    @property
+    def input(self):
+        """The job's ``input`` value, paths made absolute."""
+        return self._runtime.job.input
+
+    @property
+    def input_files(self):
+        """The input expanded to a sorted list of files."""
+        return config.input_files(self._runtime.job.input)
+
+    @property
+    def clock(self):
+        """This worker's SSP clock: how many ``iter_commit`` calls so far."""
+        return self._runtime.clock.clock
+
+    @property
+    def slowest_clock(self):
+        """The slowest worker's clock as last seen by ``iter_commit``."""
+        return self._runtime.clock.slowest
+
+    @property
+    def log(self):
+        """A logger whose lines carry this rank's tag."""
+        return logging.getLogger("paracel.algorithm")
+
+    def rng(self, stream=0):
+        """A NumPy generator seeded from the job's seed, this worker and ``stream``."""
+        return np.random.default_rng([self.seed, self.worker_id, stream])
+
+    # -- the parameter store -----------------------------------------------
+
+    def read(self, key, default=_NO_DEFAULT, out=None):
+        """The value under ``key`` (``KeyError`` if missing and no ``default``)."""
+        if default is _NO_DEFAULT:
+            return self._runtime.client.read(key, out=out)
+        return self._runtime.client.read(key, default, out)
+
+    def read_multi(self, keys, default=_NO_DEFAULT):
+        """Values of many keys in order; one message per server."""
+        if default is _NO_DEFAULT:
+            return self._runtime.client.read_multi(keys)
+        return self._runtime.client.read_multi(keys, default)
+
+    def write(self, key, value):
+        """Store ``value`` under ``key``."""
+        self._runtime.client.write(key, value)
+
+    def write_multi(self, mapping):
+        """Store many ``key: value`` pairs; one message per server."""
+        self._runtime.client.write_multi(mapping)
+
+    def update(self, key, delta, fn="add"):
+        """Asynchronously fold ``delta`` into ``key`` with update function ``fn``;
+        returns a handle whose ``wait()`` returns once it is applied."""
+        return self._runtime.client.update(key, delta, fn)
+
+    def update_multi(self, mapping, fn="add"):
+        """Asynchronous update of many keys with one function; returns a handle."""
+        return self._runtime.client.update_multi(mapping, fn)
+
+    def bupdate(self, key, delta, fn="add"):
+        """Update ``key`` and return once the server has applied it."""
+        self._runtime.client.update(key, delta, fn).wait()
+
+    def bupdate_multi(self, mapping, fn="add"):
+        """Update many keys and return once all are applied."""
+        self._runtime.client.update_multi(mapping, fn).wait()
+
+    def contains(self, key):
+        """Whether ``key`` is stored."""
+        return self._runtime.client.contains(key)
+
+    def remove(self, key):
+        """Drop ``key``; returns whether it was there."""
+        return self._runtime.client.remove(key)
+
+    def keys(self, prefix=None):
+        """Every stored key, or those whose name starts with ``prefix``."""
+        return self._runtime.client.keys(prefix)
+
+    # -- synchronisation ---------------------------------------------------
+
+    def sync(self):
+        """Barrier of all workers, after each has flushed its updates."""
+        from paracel.waiting import wait_request
+
+        self._runtime.client.flush()
+        wait_request(self.comm.Ibarrier())
+
+    def iter_commit(self):
+        """End this worker's clock: flush updates, advance the clock, and wait
+        until the slowest worker is within the staleness bound."""
+        runtime = self._runtime
+        runtime.client.flush()
+        clock = runtime.clock.commit()
+        if self.worker_id == 0:
+            self._progress(clock)
+
+    def report(self, **metrics):
+        """Record metrics (e.g. ``loss=0.3``): logged with the next clock, and
+        the last value of each lands in ``metrics.json``."""
+        self.metrics_.update(metrics)
+        self._runtime.pending.update(metrics)
+
+    def _progress(self, clock):
+        runtime = self._runtime
+        elapsed = time.perf_counter() - runtime.started
+        entry = {"clock": clock, "elapsed": round(elapsed, 6), **runtime.pending}
+        self.history_.append(entry)
+        shown = "".join(f"  {name}={_short(value)}" for name, value in runtime.pending.items())
+        self.log.info("clock %d  %.3f s  wait %.3f s%s", clock, elapsed,
+                      runtime.clock.wait_seconds, shown)
+        runtime.pending.clear()
+
+    # -- the run -----------------------------------------------------------
+
+    def run(self, runtime):
+        """Run ``solve()`` on this worker, then finish its part of the job.
+
+        Called by the launcher; ``runtime`` carries the topology, the client,
+        the clock table and the job.
+        """
+        self._runtime = runtime
+        os.makedirs(runtime.job.output, exist_ok=True)
+        runtime.started = time.perf_counter()
+        result = self.solve()
+        if isinstance(result, dict):
+            self.metrics_.update(result)
+        solve_seconds = time.perf_counter() - runtime.started
+        runtime.client.flush()
+        runtime.clock.finish()
+        self._write_metrics(solve_seconds)
+        runtime.client.done()
+
+    def _write_metrics(self, solve_seconds):
+        from paracel.waiting import wait_request
+
+        runtime = self._runtime
+        mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock],
+                        dtype=np.float64)
+        every = np.zeros((self.num_workers, 3)) if self.worker_id == 0 else None
+        wait_request(self.comm.Igather(mine, every, root=0))
+        if self.worker_id != 0:
+            return
+        report = {
+            "job": runtime.job.path,
+            "algorithm": runtime.job.algorithm,
+            "workers": self.num_workers,
+            "servers": self.num_servers,
+            "staleness": self.staleness,
+            "metrics": _plain(self.metrics_),
+            "timings": {
+                "solve_seconds": float(every[:, 0].max()),
+                "per_worker_solve_seconds": every[:, 0].tolist(),
+                "per_worker_clock_wait_seconds": every[:, 1].tolist(),
+                "per_worker_clocks": every[:, 2].astype(int).tolist(),
+            },
+            "history": _plain(self.history_),
+            "config": runtime.job.to_dict(),
+        }
+        path = os.path.join(runtime.job.output, "metrics.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+        os.replace(path + ".tmp", path)
+
+
+def _short(value):
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _plain(value):
+    """Metrics as JSON-friendly values (numpy scalars and arrays to Python)."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

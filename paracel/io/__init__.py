@@ -1,0 +1,1 @@
+"""Partitioned loaders and writers: each worker reads only its share."""

@@ -1,0 +1,88 @@
+"""Line-aligned shares of text files.
+
+The input (one or more files, taken in order as one byte stream) is cut into
+``parts`` byte ranges of equal size; a line belongs to the range that holds
+its first byte. A worker reads only its range (plus the tail of the line
+that straddles its end), so no rank reads the whole input, every line is read
+by exactly one worker, and ranges never split a multi-byte UTF-8 character
+(cuts are moved to line starts). Windows line ends are accepted.
+"""
+
+import os
+
+from paracel.errors import DataError
+
+
+def byte_ranges(files, parts):
+    """Split the concatenated ``files`` into ``parts`` byte ranges.
+
+    Returns
+    -------
+    list of list of (str, int, int)
+        For each part, the ``(path, start, end)`` pieces it covers; a line
+        whose first byte is in ``[start, end)`` belongs to that part.
+    """
+    sizes = [os.path.getsize(path) for path in files]
+    total = sum(sizes)
+    bounds = [total * part // parts for part in range(parts + 1)]
+    ranges = []
+    for part in range(parts):
+        low, high = bounds[part], bounds[part + 1]
+        pieces, offset = [], 0
+        for path, size in zip(files, sizes):
+            start, end = max(low - offset, 0), min(high - offset, size)
+            if start < end:
+                pieces.append((path, start, end))
+            offset += size
+        ranges.append(pieces)
+    return ranges
+
+
+def iter_lines(files, part, parts):
+    """Yield ``(path, offset, line)`` for the lines of share ``part`` of ``parts``.
+
+    ``line`` is decoded UTF-8 without its line end; ``offset`` is its first
+    byte in ``path`` (see :func:`line_number` for messages).
+    """
+    for path, start, end in byte_ranges(files, parts)[part]:
+        yield from _lines_in(path, start, end)
+
+
+def _lines_in(path, start, end):
+    with open(path, "rb") as handle:
+        if start > 0:
+            handle.seek(start - 1)
+            if handle.read(1) != b"\n":
+                handle.readline()
+        offset = handle.tell()
+        while offset < end:
+            raw = handle.readline()
+            if not raw:
+                return
+            yield path, offset, _decode(raw, path, offset)
+            offset += len(raw)
+
+
+def _decode(raw, path, offset):
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}:{line_number(path, offset)}: not valid UTF-8 "
+                        f"({error.reason})") from None
+
+
+def line_number(path, offset):
+    """The 1-based line number of the line starting at byte ``offset``.
+
+    Counting newlines costs a read of the file up to ``offset``, so it is
+    only done when a message needs it.
+    """
+    count, done = 1, 0
+    with open(path, "rb") as handle:
+        while done < offset:
+            chunk = handle.read(min(1 << 20, offset - done))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            done += len(chunk)
+    return count

@@ -1,0 +1,277 @@
+"""``python -m paracel.run``: the command line and the launcher.
+
+Under ``mpiexec`` every rank validates the job, takes its role (server or
+worker) and runs it. Started alone (``python -m paracel.run job.json``), it
+validates the job and relaunches itself under the ``mpiexec`` installed next to
+this Python with the job's process count.
+
+Failure never hangs: an exception on any rank prints a traceback headed with
+that rank's role and id, then ``MPI_Abort`` ends every rank (exit 1). A user
+error (bad job file, missing input, malformed data) is one line, exit 2.
+"""
+
+import argparse
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from paracel import config
+from paracel.errors import ConfigError, UserError
+
+EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+#: MCA settings for Open MPI, applied unless the user's environment sets them:
+#: the UCX one-sided component is skipped (it cannot run on a single host
+#: without UCX transports and prints errors while being ruled out).
+OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "^ucx"}
+
+
+@dataclass
+class Runtime:
+    """What a worker's :class:`paracel.Algorithm` runs with."""
+
+    topology: object
+    client: object
+    clock: object
+    job: object
+    started: float = 0.0
+    pending: dict = field(default_factory=dict)
+
+
+def parse_args(argv):
+    """The command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m paracel.run",
+        description="Run a Paracel job: parameter servers and workers in one MPI job.")
+    parser.add_argument("job", nargs="?", help="the JSON job file")
+    parser.add_argument("--list", action="store_true", help="list the bundled algorithms")
+    parser.add_argument("--describe", metavar="NAME", help="show one algorithm's parameters")
+    parser.add_argument("-n", "--processes", type=int, help="MPI processes (overrides the job)")
+    parser.add_argument("--servers", type=int, help="parameter servers (overrides the job)")
+    parser.add_argument("--staleness", help="SSP bound, or 'null' for asynchronous")
+    parser.add_argument("--output", help="output folder (overrides the job)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a job key, e.g. params.alpha=0.05 (repeatable)")
+    args = parser.parse_args(argv)
+    if not (args.job or args.list or args.describe):
+        parser.error("give a job file, --list or --describe NAME")
+    return args
+
+
+def overrides(args):
+    """The ``(key, value)`` overrides the command line asks for."""
+    pairs = [config.parse_override(text) for text in args.set]
+    if args.processes is not None:
+        pairs.append(("processes", args.processes))
+    if args.servers is not None:
+        pairs.append(("servers", args.servers))
+    if args.staleness is not None:
+        pairs.append(("staleness", config.parse_override(f"s={args.staleness}")[1]))
+    if args.output is not None:
+        pairs.append(("output", args.output))
+    return pairs
+
+
+def bundled():
+    """Bundled algorithm names → ``module:Class``."""
+    from paracel.algorithms import BUNDLED
+
+    return BUNDLED
+
+
+def resolve(name, job_dir=None):
+    """The algorithm class a job names: a bundled name or ``module:Class``."""
+    target = bundled().get(name, name)
+    if ":" not in target:
+        raise ConfigError(f"algorithm: unknown algorithm {name!r}; bundled: "
+                          f"{', '.join(sorted(bundled()))}, or give 'package.module:Class'")
+    module_name, _, class_name = target.partition(":")
+    module = import_module(module_name, "algorithm", job_dir)
+    cls = getattr(module, class_name, None)
+    from paracel.algorithm import Algorithm
+
+    if not (isinstance(cls, type) and issubclass(cls, Algorithm)):
+        raise ConfigError(f"algorithm: {module_name} has no paracel.Algorithm subclass "
+                          f"named {class_name!r}")
+    return cls
+
+
+def import_module(name, key, job_dir=None):
+    """Import a user module; the job file's folder is searched too."""
+    if job_dir and job_dir not in sys.path:
+        sys.path.append(job_dir)
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        if error.name and name.startswith(error.name):
+            raise ConfigError(f"{key}: cannot import module {name!r}: {error}") from None
+        raise ConfigError(f"{key}: importing module {name!r} failed:\n"
+                          f"{traceback.format_exc()}") from None
+    except Exception:
+        raise ConfigError(f"{key}: importing module {name!r} failed:\n"
+                          f"{traceback.format_exc()}") from None
+
+
+def prepare(args):
+    """Load and check everything before any MPI: job, modules, algorithm."""
+    job = config.load(args.job, overrides(args))
+    job_dir = os.path.dirname(job.path)
+    for index, name in enumerate(job.modules):
+        import_module(name, f"modules[{index}]", job_dir)
+    cls = resolve(job.algorithm, job_dir)
+    algorithm = cls(**job.params)
+    job.values["params"] = algorithm.get_params()
+    return job, algorithm
+
+
+def world_size():
+    """The MPI world size from the launcher's environment, or None if not under MPI."""
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return None
+
+
+def world_rank():
+    """This process's world rank from the launcher's environment (0 if unknown)."""
+    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def find_mpiexec():
+    """The ``mpiexec`` next to this Python (a venv's), else the one on PATH."""
+    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    found = local if os.access(local, os.X_OK) else shutil.which("mpiexec")
+    if not found:
+        raise ConfigError("no mpiexec found: install the package (pip install .) or run "
+                          "'mpiexec -n N python -m paracel.run job.json' yourself")
+    return found
+
+
+def mpiexec_command(mpiexec, processes):
+    """The launch command and environment for this MPI implementation."""
+    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    command = [mpiexec, "-n", str(processes)]
+    if "Open MPI" in version or "OpenRTE" in version:
+        command.insert(1, "--oversubscribe")
+        if os.geteuid() == 0:
+            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    return command, env
+
+
+def relaunch(job, argv):
+    """Run this same command under mpiexec with the job's process count."""
+    command, env = mpiexec_command(find_mpiexec(), job.processes)
+    command += [sys.executable, "-m", "paracel.run", *argv]
+    process = subprocess.Popen(command, env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return _interrupt(process)
+
+
+def _interrupt(process):
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    return EXIT_INTERRUPTED
+
+
+def launch(job, algorithm):
+    """Take this rank's role in the job (every rank calls this under mpiexec)."""
+    for name, value in OPEN_MPI_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    from mpi4py import MPI
+
+    from paracel import logs
+    tag = f"rank {MPI.COMM_WORLD.Get_rank()}"
+    try:
+        topology = _split(MPI.COMM_WORLD, job)
+        tag = topology.tag
+        logs.setup(tag, job.log_level)
+        _run_role(topology, job, algorithm)
+        return 0
+    except UserError as error:
+        _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
+    except BaseException:
+        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] failed:\n{traceback.format_exc()}",
+               EXIT_FAILURE)
+
+
+def _split(world, job):
+    from paracel import topology
+
+    return topology.split(world, job.servers)
+
+
+def _run_role(topology, job, algorithm):
+    from paracel import ssp
+    from paracel.client import Client
+    from paracel.partition import Ring
+    from paracel.server.serve import Server
+
+    worker = topology.index if topology.role == "worker" else None
+    clock = ssp.ClockTable(topology.ps, topology.server_ranks[0], worker,
+                           topology.num_workers, job.staleness)
+    if worker is None:
+        Server(topology.ps, topology.index, topology.num_workers).serve()
+    else:
+        client = Client(topology.ps, topology.server_ranks, Ring(topology.num_servers))
+        algorithm.run(Runtime(topology, client, clock, job))
+    clock.free()
+
+
+def _abort(world, message, code):
+    sys.stderr.write(message)
+    sys.stderr.flush()
+    time.sleep(0.2)  # let the message reach mpiexec before the job is torn down
+    world.Abort(code)
+
+
+def _print_list():
+    for name, target in sorted(bundled().items()):
+        cls = resolve(name)
+        print(f"{name:10s} {cls.summary}")
+
+
+def main(argv=None):
+    """Entry point; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    size = world_size()
+    try:
+        if args.list:
+            _print_list()
+            return 0
+        if args.describe:
+            print(resolve(args.describe).describe())
+            return 0
+        job, algorithm = prepare(args)
+        if size is not None:
+            from paracel.topology import check_size
+
+            check_size(size, job.servers)
+    except UserError as error:
+        if world_rank() == 0:
+            print(f"paracel: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    if size is None:
+        return relaunch(job, argv)
+    return launch(job, algorithm)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Stale Synchronous Parallel: the clock table and its wait rule.
+
+Every worker has a clock that starts at 0. ``commit`` (``iter_commit`` in the
+algorithm API) first makes this worker's updates visible on the servers (the
+caller flushes), then advances the clock to ``c``, then waits until the
+slowest worker is at ``c - s`` or beyond. So a read at clock ``c`` sees every
+update made in clocks ``<= c - s - 1`` by every worker. ``s = 0`` is bulk
+synchronous; ``s = None`` never waits. A finished worker's clock is set to
+:data:`FINISHED` so it never holds the others back.
+
+The rule and the table's states are plain Python (:func:`may_proceed`,
+:class:`ClockState`) so tests can check them without MPI. The distributed
+table (:class:`ClockTable`) is an MPI one-sided window of one int64 per
+worker, allocated on a server rank: workers write their own slot with an
+atomic ``Accumulate(REPLACE)`` and read all slots with an atomic
+``Get_accumulate(NO_OP)``, so no rank's progress is needed to answer. This
+was measured against a clock kept by a server and answered by messages
+(``benchmarks/bench_clock.py``), and is faster. A waiting worker polls with
+:class:`paracel.waiting.Backoff`, never spinning a core.
+"""
+
+import time
+
+import numpy as np
+
+from paracel.waiting import Backoff
+
+FINISHED = 2 ** 62
+
+
+def may_proceed(clock, slowest, staleness):
+    """The SSP wait rule: may a worker at ``clock`` go on while the slowest is
+    at ``slowest``?
+
+    Parameters
+    ----------
+    clock : int
+        The worker's own clock, just advanced.
+    slowest : int
+        The smallest clock of all workers (finished ones count as infinite).
+    staleness : int or None
+        The bound ``s``; ``None`` means asynchronous.
+    """
+    return staleness is None or slowest >= clock - staleness
+
+
+class ClockState:
+    """The clock table as a pure state machine (one process, no MPI).
+
+    Parameters
+    ----------
+    num_workers : int
+        How many clocks the table holds.
+    staleness : int or None
+        The bound ``s``.
+    """
+
+    def __init__(self, num_workers, staleness):
+        self.clocks = [0] * num_workers
+        self.staleness = staleness
+
+    def commit(self, worker):
+        """Advance ``worker``'s clock by one and return the new clock."""
+        self.clocks[worker] += 1
+        return self.clocks[worker]
+
+    def finish(self, worker):
+        """Take ``worker`` out of the bound: it never holds others back again."""
+        self.clocks[worker] = FINISHED
+
+    def slowest(self):
+        """The smallest clock in the table."""
+        return min(self.clocks)
+
+    def may_proceed(self, worker):
+        """Whether ``worker`` may run at its current clock."""
+        return may_proceed(self.clocks[worker], self.slowest(), self.staleness)
+
+
+class ClockTable:
+    """The shared clock table, an MPI window of int64 slots on one rank.
+
+    Construction and :meth:`free` are collective over ``comm`` (servers take
+    part with ``worker=None``).
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        Communicator of all ranks.
+    host : int
+        Rank in ``comm`` that holds the window's memory.
+    worker : int or None
+        This rank's worker index, or ``None`` on a server.
+    num_workers : int
+        Number of slots.
+    staleness : int or None
+        The bound ``s``.
+    """
+
+    def __init__(self, comm, host, worker, num_workers, staleness):
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.host = host
+        self.worker = worker
+        self.num_workers = num_workers
+        self.staleness = staleness
+        self.clock = 0
+        self.slowest = 0
+        self.wait_seconds = 0.0
+        size = num_workers * 8 if comm.Get_rank() == host else 0
+        self.win = MPI.Win.Allocate(size, 8, comm=comm)
+        if comm.Get_rank() == host:
+            np.frombuffer(self.win.tomemory(), dtype=np.int64)[:] = 0
+        comm.Barrier()
+        if worker is not None:
+            self.win.Lock_all(MPI.MODE_NOCHECK)
+        self._slots = np.zeros(num_workers, dtype=np.int64)
+        self._one = np.zeros(1, dtype=np.int64)
+
+    def commit(self):
+        """Advance this worker's clock, then wait as the rule says.
+
+        Returns
+        -------
+        int
+            The new clock.
+        """
+        self.clock += 1
+        self._set(self.clock)
+        if self.staleness is not None:
+            start = time.perf_counter()
+            backoff = Backoff()
+            while not may_proceed(self.clock, self._read_slowest(), self.staleness):
+                backoff.pause()
+            self.wait_seconds += time.perf_counter() - start
+        return self.clock
+
+    def read_slowest(self):
+        """The slowest worker's clock, read now."""
+        return self._read_slowest()
+
+    def finish(self):
+        """Mark this worker finished, so it never holds the others back."""
+        self._set(FINISHED)
+
+    def free(self):
+        """Release the window (collective)."""
+        if self.worker is not None:
+            self.win.Unlock_all()
+        self.win.Free()
+
+    def _set(self, value):
+        MPI = self._mpi
+        self._one[0] = value
+        self.win.Accumulate(self._one, self.host, target=(self.worker, 1, MPI.INT64_T),
+                            op=MPI.REPLACE)
+        self.win.Flush(self.host)
+
+    def _read_slowest(self):
+        MPI = self._mpi
+        self.win.Get_accumulate(self._slots, self._slots, self.host,
+                                target=(0, self.num_workers, MPI.INT64_T), op=MPI.NO_OP)
+        self.win.Flush(self.host)
+        self.slowest = int(self._slots.min())
+        return self.slowest

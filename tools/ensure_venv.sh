@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Make sure .venv exists with the project installed (editable) and its MPI.
+# Usage: tools/ensure_venv.sh [EXTRA]   e.g. "test" for the test tools.
+# Re-installs only when pyproject.toml changed since the last install.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+extra="${1:-}"
+venv="$root/.venv"
+python="${PYTHON:-python3}"
+stamp="$venv/.installed${extra:+-$extra}"
+
+if [ ! -x "$venv/bin/python" ]; then
+    echo "paracel: creating $venv" >&2
+    "$python" -m venv "$venv"
+fi
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
+    echo "paracel: installing the project${extra:+ with [$extra]} into $venv" >&2
+    log="$venv/install.log"
+    if ! { "$venv/bin/python" -m pip install --upgrade pip &&
+           "$venv/bin/python" -m pip install -e "$root${extra:+[$extra]}"; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "paracel: installing failed; the whole log is $log" >&2
+        exit 1
+    fi
+    touch "$stamp"
+fi
