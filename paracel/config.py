@@ -11,6 +11,7 @@ relative to the current directory.
 This module does not import MPI.
 """
 
+import copy
 import difflib
 import glob
 import json
@@ -200,7 +201,7 @@ def validate(raw, path="job"):
         if key not in raw:
             if param.default is REQUIRED:
                 raise ConfigError(f"{path}: missing required key {key!r} ({param.help})")
-            values[key] = param.default
+            values[key] = copy.deepcopy(param.default)  # never share a mutable default
         else:
             try:
                 values[key] = param.check(key, raw[key])
@@ -215,7 +216,7 @@ def unknown_key_message(key, known, where=""):
     """``unknown key 'x' (did you mean 'y'?); known keys: ...``."""
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (f"unknown key {where}{key!r}{hint}; known keys: "
+    return (f"unknown key {where + key!r}{hint}; known keys: "
             f"{', '.join(sorted(known))}")
 
 
@@ -244,7 +245,7 @@ def check_params(params, schema, where="params"):
         elif param.default is REQUIRED:
             raise ConfigError(f"missing required parameter {where}.{name} ({param.help})")
         else:
-            values[name] = param.default
+            values[name] = copy.deepcopy(param.default)  # never share a mutable default
     return values
 
 

@@ -80,7 +80,9 @@ def encode(value, buffers):
 def _encode_array(array, buffers):
     if array.dtype.hasobject:
         raise UserError("numpy arrays of dtype object cannot be stored; use a numeric dtype")
-    array = np.ascontiguousarray(array)
+    if not array.flags.c_contiguous:
+        # Not np.ascontiguousarray: it turns a 0-d array into shape (1,).
+        array = np.array(array, order="C")
     descr = np.lib.format.dtype_to_descr(array.dtype)
     if array.nbytes < INLINE_LIMIT:
         return ("a", descr, array.shape, array.tobytes())

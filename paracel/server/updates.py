@@ -38,6 +38,9 @@ def update_function(name=None):
     ... def scaled_add(old, delta):
     ...     return delta if old is None else old + 0.5 * delta
     """
+    if callable(name):  # bare @update_function: register under the function's own name
+        return update_function()(name)
+
     def register(fn):
         key = name or fn.__name__
         known = _REGISTRY.get(key)
@@ -67,10 +70,19 @@ def _is_sparse(value):
     return type(value).__module__.startswith("scipy.sparse")
 
 
+def _is_number(value):
+    return isinstance(value, (int, float, complex, np.generic))
+
+
+def _shape(value):
+    """A value's shape; a Python or numpy scalar counts as shape ``()``."""
+    return () if _is_number(value) else getattr(value, "shape", None)
+
+
 def _check_fit(old, delta):
     """Refuse a delta whose shape differs from the stored block's."""
-    old_shape = getattr(old, "shape", None)
-    delta_shape = getattr(delta, "shape", None)
+    old_shape = _shape(old)
+    delta_shape = _shape(delta)
     if old_shape != delta_shape:
         raise UserError(f"delta of shape {delta_shape} does not fit the stored value "
                         f"of shape {old_shape}")
@@ -85,6 +97,8 @@ def _elementwise(old, delta, ufunc, sparse_method):
             _in_place(np.add.at, old, (coo.row, coo.col), data)
             return old
         delta = delta.toarray()
+    if isinstance(old, np.ndarray) and _is_number(delta):  # 0-d block, scalar delta
+        delta = np.asarray(delta)
     if isinstance(old, np.ndarray) and isinstance(delta, np.ndarray):
         _in_place(ufunc, old, delta, out=old)
         return old
@@ -160,6 +174,11 @@ def add_rows(old, delta):
     if not (isinstance(delta, (tuple, list)) and len(delta) == 2):
         raise UserError("add_rows expects delta = (rows, values)")
     rows, values = np.asarray(delta[0]), np.asarray(delta[1])
+    if rows.size == 0:
+        rows = rows.astype(np.intp)  # np.asarray([]) is float64
+    if rows.ndim != 1 or rows.dtype.kind not in "iu":
+        raise UserError(f"add_rows rows must be a 1-d sequence of integers, got "
+                        f"dtype {rows.dtype} and shape {rows.shape}")
     if old is None or not isinstance(old, np.ndarray):
         raise UserError("add_rows needs an existing dense block; write it first")
     if values.shape != (len(rows),) + old.shape[1:]:

@@ -1,0 +1,37 @@
+"""Failure never hangs: a rank that raises ends the whole job, quickly.
+
+Within 20 s, non-zero, with the failing rank's role and id heading its
+traceback; a user error is one line and exit 2.
+"""
+
+import pytest
+
+from conftest import run_command
+
+pytestmark = pytest.mark.mpi
+
+
+def test_worker_exception_ends_job(run_job):
+    result = run_job("mpi_algos:Raises", processes=4, servers=1, params={"who": 1},
+                     timeout=60)
+    assert result.returncode != 0
+    assert result.seconds < 20
+    assert "[worker 1] failed" in result.stderr
+    assert "RuntimeError: worker raised on purpose" in result.stderr
+
+
+def test_server_exception_ends_job(run_job):
+    result = run_job("mpi_algos:ServerRaises", processes=4, servers=2, timeout=60,
+                     env={"PARACEL_TEST_BREAK_SERVER": "1"})
+    assert result.returncode != 0
+    assert result.seconds < 20
+    assert "[server " in result.stderr and "] failed" in result.stderr
+    assert "RuntimeError: server raised on purpose" in result.stderr
+
+
+def test_user_error_on_a_worker_is_one_line_exit_2(run_job):
+    result = run_job("mpi_algos:UserDataError", processes=3, servers=1, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert result.seconds < 20
+    assert "paracel: error: [worker 0] data.txt:7: expected 3 fields, got 2" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,60 @@
+"""The SSP clock under mpiexec: the bound holds, reads see what they must.
+
+One worker is slowed down; every worker records ``(own clock, slowest
+clock)`` after each ``iter_commit`` and the counters it reads. The bound
+``clock - slowest <= s`` and the visibility rule (a read at clock c sees all
+updates of clocks <= c - s - 1) are asserted on the workers and again here.
+"""
+
+import json
+
+import pytest
+
+from conftest import assert_ok
+
+pytestmark = pytest.mark.mpi
+
+
+def records(result, workers):
+    """Every worker's list of per-clock observations."""
+    return [json.loads(result.read(f"clocks_{w}.json")) for w in range(workers)]
+
+
+@pytest.mark.parametrize("staleness", [0, 1, 3])
+def test_staleness_bound_and_visibility(run_job, staleness):
+    clocks = 12
+    result = run_job("mpi_algos:Clocks", processes=5, servers=1, staleness=staleness,
+                     params={"clocks": clocks, "slow": 0, "delay": 0.05})
+    assert_ok(result)
+    gaps = []
+    for worker_records in records(result, 4):
+        assert [r["clock"] for r in worker_records] == list(range(1, clocks + 1))
+        for r in worker_records:
+            assert r["clock"] - r["slowest"] <= staleness
+            assert min(r["seen"]) >= r["clock"] - staleness
+            gaps.append(r["clock"] - r["slowest"])
+    if staleness == 0:
+        assert max(gaps) == 0
+    else:
+        # the fast workers do run ahead of the slow one, up to the bound
+        assert max(gaps) == staleness
+
+
+def test_asynchronous_never_waits(run_job):
+    result = run_job("mpi_algos:Clocks", processes=4, servers=1, staleness=None,
+                     params={"clocks": 10, "slow": 0, "delay": 0.1})
+    assert_ok(result)
+    fast = records(result, 3)[1]
+    # a fast worker finishes its 10 clocks while the slow one is at its first few
+    assert fast[-1]["clock"] - fast[-1]["slowest"] >= 5
+    timings = result.metrics["timings"]["per_worker_clock_wait_seconds"]
+    assert max(timings) == 0.0
+
+
+def test_finished_worker_does_not_hold_others_back(run_job):
+    # worker 0 stops after 3 clocks; under BSP the others would wait for it
+    # forever (and time out) if a finished worker still counted
+    result = run_job("mpi_algos:Clocks", processes=4, servers=1, staleness=0,
+                     params={"clocks": 8, "short": 3, "slow": 2, "delay": 0.02})
+    assert_ok(result)
+    assert result.metrics["timings"]["per_worker_clocks"] == [3, 8, 8]
