@@ -216,7 +216,8 @@ def unknown_key_message(key, known, where=""):
     """``unknown key 'x' (did you mean 'y'?); known keys: ...``."""
     close = difflib.get_close_matches(key, list(known), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (f"unknown key {where + key!r}{hint}; known keys: "
+    full = f"{where}{key}"
+    return (f"unknown key {full!r}{hint}; known keys: "
             f"{', '.join(sorted(known))}")
 
 

@@ -125,8 +125,11 @@ def prepare(args):
     job_dir = os.path.dirname(job.path)
     for index, name in enumerate(job.modules):
         import_module(name, f"modules[{index}]", job_dir)
-    cls = resolve(job.algorithm, job_dir)
-    algorithm = cls(**job.params)
+    try:
+        cls = resolve(job.algorithm, job_dir)
+        algorithm = cls(**job.params)
+    except ConfigError as error:
+        raise ConfigError(f"{args.job}: {error}") from None
     job.values["params"] = algorithm.get_params()
     return job, algorithm
 
@@ -260,10 +263,9 @@ def main(argv=None):
             print(resolve(args.describe).describe())
             return 0
         job, algorithm = prepare(args)
-        if size is not None:
-            from paracel.topology import check_size
+        from paracel.topology import check_size
 
-            check_size(size, job.servers)
+        check_size(job.processes if size is None else size, job.servers)
     except UserError as error:
         if world_rank() == 0:
             print(f"paracel: error: {error}", file=sys.stderr)

@@ -1,0 +1,451 @@
+"""Parameter-store throughput against raw mpi4py, on the same ranks in one run.
+
+What it measures (worker 0 ↔ server 0 unless said otherwise):
+
+a. **Bandwidth.** ``client.write`` of one dense float64 block followed by
+   ``client.flush`` (push), and ``client.read(key, out=...)`` into a
+   preallocated array (pull), for blocks of 64 KiB … 128 MiB, against raw
+   ``comm.Send``/``comm.Recv`` of the same buffer into a preallocated buffer.
+   Each raw operation carries the one-byte message a real protocol needs to
+   know the transfer is done (an acknowledgement after a push, a request
+   before a pull), as the framework's fence and read request do.
+b. **Small-value round trips.** ``client.read`` of a key holding a float and
+   of a key holding an 8-element array, from worker 0 alone and from all
+   workers at once (aggregate), against a raw request/reply loop (worker
+   ``comm.send`` → server ``comm.recv(source=ANY_SOURCE)`` → ``comm.send``).
+c. **read_multi** of 10,000 small keys (5,000 float scalars, 5,000 4-element
+   arrays) spread over all servers: keys/s and seconds per call, against a
+   raw baseline that sends each server the pickled list of its keys and gets
+   the pickled list of values back.
+
+Raw and framework measurements alternate rep by rep, and the median of the
+reps is reported; ranks that take no part in a measurement wait in a
+non-blocking barrier that sleeps, so they do not steal the cores.
+
+Run (any N >= 2; ``--servers S`` makes the last S ranks servers)::
+
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_osc=^ucx \
+        .venv/bin/mpiexec --oversubscribe -n 4 .venv/bin/python benchmarks/bench_kv.py
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from paracel import topology as topo
+from paracel.client import Client
+from paracel.partition import Ring
+from paracel.server.serve import Server
+from paracel.waiting import wait_request
+
+KIB = 1024
+MIB = 1024 * KIB
+SIZES = [64 * KIB, 256 * KIB, MIB, 4 * MIB, 16 * MIB, 64 * MIB, 128 * MIB]
+BATCH_BYTES = 16 * MIB
+MULTI_KEYS = 10_000
+BW_TARGET = 0.8
+RTT_TARGET = 0.5
+TAG_DATA = 71
+TAG_ACK = 72
+TAG_REQ = 73
+TAG_REPLY = 74
+
+
+class Bench:
+    """This rank's roles, communicators and the run's settings.
+
+    Parameters
+    ----------
+    world : mpi4py.MPI.Comm
+        ``MPI.COMM_WORLD``.
+    num_servers : int
+        How many of the last ranks are parameter servers.
+    quick : bool
+        Fewer repetitions and shorter timed loops.
+    """
+
+    def __init__(self, world, num_servers, quick):
+        self.top = topo.split(world, num_servers)
+        self.raw = world.Dup()
+        self.rank = world.Get_rank()
+        self.ring = Ring(num_servers)
+        self.server_rank = self.top.server_ranks[0]
+        self.is_server = self.top.role == "server"
+        self.client = None if self.is_server else Client(self.top.ps, self.top.server_ranks,
+                                                         self.ring)
+        self.reps = 2 if quick else 5
+        self.seconds = 0.3 if quick else 1.0
+        self.small_reps = 1 if quick else 3
+        self.multi_reps = 3 if quick else 7
+
+    def idle(self):
+        """Barrier of every rank that sleeps while it waits (no spinning)."""
+        wait_request(self.raw.Ibarrier())
+
+    def worker_sync(self):
+        """Barrier of the workers only (non-spinning)."""
+        wait_request(self.top.workers.Ibarrier())
+
+    def key_on(self, prefix, server=0):
+        """A key named ``prefix...`` that the ring places on ``server``."""
+        for number in range(10_000):
+            key = f"{prefix}{number}"
+            if self.ring.server_of(key) == server:
+                return key
+        raise RuntimeError("no key found for server")
+
+    def session(self, work):
+        """Serve on the servers while the workers run ``work()``; collective.
+
+        Returns
+        -------
+        object
+            What ``work()`` returned on this worker (``None`` on servers).
+        """
+        result = None
+        if self.is_server:
+            Server(self.top.ps, self.top.index, self.top.num_workers).serve()
+        else:
+            result = work()
+            self.client.done()
+        self.idle()
+        return result
+
+
+def touched(nbytes, fill=0.0):
+    """A float64 array of ``nbytes`` bytes whose pages are already mapped."""
+    array = np.empty(nbytes // 8, dtype=np.float64)
+    array.fill(fill)
+    return array
+
+
+def timed(operation, count):
+    """Seconds per call of ``operation`` over ``count`` calls."""
+    start = time.perf_counter()
+    for _ in range(count):
+        operation()
+    return (time.perf_counter() - start) / count
+
+
+# -- a. bandwidth --------------------------------------------------------------
+
+
+def raw_bandwidth(bench, buffers, ops):
+    """Raw push and pull seconds per operation between worker 0 and server 0."""
+    comm, one = bench.raw, np.zeros(1, dtype=np.uint8)
+    result = None
+    if bench.rank == bench.server_rank:
+        for _ in range(ops + 1):
+            comm.Recv(buffers["server"], source=0, tag=TAG_DATA)
+            comm.Send(one, dest=0, tag=TAG_ACK)
+        for _ in range(ops + 1):
+            comm.Recv(one, source=0, tag=TAG_REQ)
+            comm.Send(buffers["server"], dest=0, tag=TAG_DATA)
+    elif bench.rank == 0:
+        src, out = buffers["src"], buffers["out"]
+
+        def push():
+            comm.Send(src, dest=bench.server_rank, tag=TAG_DATA)
+            comm.Recv(one, source=bench.server_rank, tag=TAG_ACK)
+
+        def pull():
+            comm.Send(one, dest=bench.server_rank, tag=TAG_REQ)
+            comm.Recv(out, source=bench.server_rank, tag=TAG_DATA)
+
+        push()
+        push_time = timed(push, ops)
+        pull()
+        result = (push_time, timed(pull, ops))
+    bench.idle()
+    return result
+
+
+def framework_bandwidth(bench, buffers, ops):
+    """Framework push (write + flush) and pull (read out=) seconds per operation."""
+    def work():
+        if bench.rank != 0:
+            return None
+        client, key = bench.client, bench.key_on("block")
+        src, out = buffers["src"], buffers["out"]
+
+        def push():
+            client.write(key, src)
+            client.flush()
+
+        push()
+        push_time = timed(push, ops)
+        client.read(key, out=out)
+        pull_time = timed(lambda: client.read(key, out=out), ops)
+        if out[0] != src[0] or out[-1] != src[-1]:
+            raise AssertionError("pulled block differs from the pushed one")
+        return push_time, pull_time
+
+    return bench.session(work)
+
+
+def size_buffers(bench, size):
+    """Preallocated, touched buffers for one block size on this rank."""
+    if bench.rank == 0:
+        return {"src": touched(size, 1.5), "out": touched(size)}
+    if bench.rank == bench.server_rank:
+        return {"server": touched(size)}
+    return {}
+
+
+def bandwidth(bench):
+    """Rows ``(size, raw push, fw push, raw pull, fw pull)`` in seconds per op."""
+    rows = []
+    for size in SIZES:
+        buffers = size_buffers(bench, size)
+        ops = max(1, BATCH_BYTES // size)
+        raw, fw = [], []
+        for _ in range(bench.reps):
+            raw.append(raw_bandwidth(bench, buffers, ops))
+            fw.append(framework_bandwidth(bench, buffers, ops))
+        if bench.rank == 0:
+            rows.append((size, median(raw, 0), median(fw, 0), median(raw, 1), median(fw, 1)))
+        del buffers
+    return rows
+
+
+def median(pairs, index):
+    """Median of item ``index`` over a list of tuples."""
+    return statistics.median(pair[index] for pair in pairs)
+
+
+# -- b. small-value round trips ----------------------------------------------
+
+
+def raw_round_trips(bench, key, value, active):
+    """Raw request/reply loop; returns ``(count, seconds)`` on active workers."""
+    comm, result = bench.raw, None
+    if bench.rank == bench.server_rank:
+        table, status, stops = {key: value}, MPI.Status(), 0
+        while stops < active:
+            request = comm.recv(source=MPI.ANY_SOURCE, tag=TAG_REQ, status=status)
+            if request is None:
+                stops += 1
+            else:
+                comm.send(table[request], dest=status.Get_source(), tag=TAG_REPLY)
+    elif not bench.is_server and bench.top.index < active:
+        def one():
+            comm.send(key, dest=bench.server_rank, tag=TAG_REQ)
+            return comm.recv(source=bench.server_rank, tag=TAG_REPLY)
+
+        result = count_for(one, bench.seconds)
+        comm.send(None, dest=bench.server_rank, tag=TAG_REQ)
+    bench.idle()
+    return result
+
+
+def framework_round_trips(bench, key, value, active):
+    """``client.read`` loop; returns ``(count, seconds)`` on active workers."""
+    def work():
+        if bench.top.index == 0:
+            bench.client.write(key, value)
+            bench.client.flush()
+        bench.worker_sync()
+        if bench.top.index >= active:
+            return None
+        return count_for(lambda: bench.client.read(key), bench.seconds)
+
+    return bench.session(work)
+
+
+def count_for(operation, seconds):
+    """Call ``operation`` for ``seconds``; returns ``(calls, elapsed seconds)``."""
+    count, start = 0, time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:
+        operation()
+        count += 1
+    return count, time.perf_counter() - start
+
+
+def aggregate_rate(bench, result):
+    """Sum of calls over the longest elapsed time of all ranks (on rank 0)."""
+    parts = [part for part in bench.raw.gather(result, root=0) or [] if part]
+    if bench.rank != 0:
+        return None
+    return sum(count for count, _ in parts) / max(seconds for _, seconds in parts)
+
+
+def round_trips(bench):
+    """Rows ``(value kind, readers, raw rate, framework rate)`` in reads/s."""
+    cases = [("float", 3.25), ("8 x float64", np.arange(8, dtype=np.float64))]
+    rows = []
+    for name, value in cases:
+        key = bench.key_on("small")
+        for active in (1, bench.top.num_workers):
+            raw, fw = [], []
+            for _ in range(bench.small_reps):
+                raw.append(aggregate_rate(bench, raw_round_trips(bench, key, value, active)))
+                fw.append(aggregate_rate(bench, framework_round_trips(bench, key, value,
+                                                                      active)))
+            if bench.rank == 0:
+                rows.append((name, active, statistics.median(raw), statistics.median(fw)))
+    return rows
+
+
+# -- c. read_multi -------------------------------------------------------------
+
+
+def multi_table():
+    """The 10,000 small keys and their values: float scalars and 4-arrays."""
+    half = MULTI_KEYS // 2
+    table = {f"f{i}": float(i) for i in range(half)}
+    table.update({f"a{i}": np.full(4, i, dtype=np.float64) for i in range(half)})
+    return table
+
+
+def raw_multi(bench, table, groups):
+    """Raw pickled keys → pickled values, one message per server; seconds per call."""
+    comm, result = bench.raw, None
+    if bench.is_server:
+        status = MPI.Status()
+        while (keys := comm.recv(source=0, tag=TAG_REQ, status=status)) is not None:
+            comm.send([table[key] for key in keys], dest=0, tag=TAG_REPLY)
+    elif bench.rank == 0:
+        def call():
+            for server, keys in groups.items():
+                comm.send(keys, dest=bench.top.server_ranks[server], tag=TAG_REQ)
+            return [comm.recv(source=bench.top.server_ranks[server], tag=TAG_REPLY)
+                    for server in groups]
+
+        call()
+        result = [timed(call, 1) for _ in range(bench.multi_reps)]
+        for rank in bench.top.server_ranks:
+            comm.send(None, dest=rank, tag=TAG_REQ)
+    bench.idle()
+    return result
+
+
+def framework_multi(bench, table):
+    """``client.read_multi`` of every key from worker 0; seconds per call."""
+    keys = list(table)
+
+    def work():
+        if bench.rank != 0:
+            return None
+        bench.client.write_multi(table)
+        bench.client.flush()
+        values = bench.client.read_multi(keys)
+        if values[-1][0] != table[keys[-1]][0] or values[0] != table[keys[0]]:
+            raise AssertionError("read_multi returned wrong values")
+        return [timed(lambda: bench.client.read_multi(keys), 1)
+                for _ in range(bench.multi_reps)]
+
+    return bench.session(work)
+
+
+def read_multi(bench):
+    """Median seconds per read_multi call: ``(raw, framework)`` on rank 0."""
+    table = multi_table()
+    keys = list(table)
+    groups = {server: [keys[i] for i in positions]
+              for server, positions in bench.ring.group(keys).items()}
+    raw = raw_multi(bench, table, groups)
+    fw = framework_multi(bench, table)
+    if bench.rank != 0:
+        return None
+    return statistics.median(raw), statistics.median(fw)
+
+
+# -- printing ------------------------------------------------------------------
+
+
+def print_table(title, header, rows):
+    """Print a fixed-width table."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    print(f"\n{title}")
+    for line in [header, ["-" * w for w in widths], *rows]:
+        print("  ".join(str(cell).rjust(w) for cell, w in zip(line, widths)))
+
+
+def size_name(size):
+    """``64 KiB`` / ``4 MiB``."""
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // KIB} KiB"
+
+
+def gbps(size, seconds):
+    """Gigabytes (1e9) per second."""
+    return size / seconds / 1e9
+
+
+def bandwidth_rows(rows):
+    """Formatted bandwidth rows with ratios."""
+    out = []
+    for size, raw_push, fw_push, raw_pull, fw_pull in rows:
+        out.append([size_name(size),
+                    f"{gbps(size, raw_push):.2f}", f"{gbps(size, fw_push):.2f}",
+                    f"{raw_push / fw_push:.2f}",
+                    f"{gbps(size, raw_pull):.2f}", f"{gbps(size, fw_pull):.2f}",
+                    f"{raw_pull / fw_pull:.2f}"])
+    return out
+
+
+def summary_rows(bw_rows, rtt_rows):
+    """One row per target: what was measured, the worst ratio, pass or not."""
+    big = [row for row in bw_rows if row[0] >= MIB]
+    push = min(row[1] / row[2] for row in big)
+    pull = min(row[3] / row[4] for row in big)
+    rows = [["push bandwidth, blocks >= 1 MiB (worst)", f"{push:.2f}", f">= {BW_TARGET}",
+             verdict(push, BW_TARGET)],
+            ["pull bandwidth, blocks >= 1 MiB (worst)", f"{pull:.2f}", f">= {BW_TARGET}",
+             verdict(pull, BW_TARGET)]]
+    for name, active, raw, fw in rtt_rows:
+        who = "1 worker" if active == 1 else f"{active} workers"
+        rows.append([f"small read ({name}), {who}", f"{fw / raw:.2f}", f">= {RTT_TARGET}",
+                     verdict(fw / raw, RTT_TARGET)])
+    return rows
+
+
+def verdict(ratio, target):
+    """``ok`` or ``BELOW``."""
+    return "ok" if ratio >= target else "BELOW"
+
+
+def report(bench, bw_rows, rtt_rows, multi):
+    """Print every table (rank 0)."""
+    top = bench.top
+    print(f"bench_kv: {top.num_workers + top.num_servers} ranks = {top.num_workers} "
+          f"worker(s) + {top.num_servers} server(s); MPI: "
+          f"{MPI.Get_library_version().splitlines()[0]}")
+    print_table("a. push / pull bandwidth, worker 0 <-> server 0 (GB/s, median; ratio = "
+                "paracel / raw)",
+                ["block", "raw push", "paracel push", "ratio", "raw pull", "paracel pull",
+                 "ratio"], bandwidth_rows(bw_rows))
+    print_table("b. small-value reads (round trips/s, aggregate over readers, median)",
+                ["value", "readers", "raw", "paracel", "ratio"],
+                [[name, active, f"{raw:,.0f}", f"{fw:,.0f}", f"{fw / raw:.2f}"]
+                 for name, active, raw, fw in rtt_rows])
+    raw, fw = multi
+    print_table(f"c. read_multi of {MULTI_KEYS:,} small keys from worker 0 over "
+                f"{top.num_servers} server(s) (median)",
+                ["", "ms per call", "keys/s", "ratio"],
+                [["raw pickled lists", f"{raw * 1e3:.1f}", f"{MULTI_KEYS / raw:,.0f}", ""],
+                 ["paracel read_multi", f"{fw * 1e3:.1f}", f"{MULTI_KEYS / fw:,.0f}",
+                  f"{raw / fw:.2f}"]])
+    print_table("summary (ratio = paracel / raw)", ["measure", "ratio", "target", "verdict"],
+                summary_rows(bw_rows, rtt_rows))
+
+
+def main():
+    """Parse flags, run every measurement on every rank, print on rank 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--servers", type=int, default=1, help="parameter-server ranks")
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    args = parser.parse_args()
+    bench = Bench(MPI.COMM_WORLD, args.servers, args.quick)
+    bw_rows = bandwidth(bench)
+    rtt_rows = round_trips(bench)
+    multi = read_multi(bench)
+    if bench.rank == 0:
+        report(bench, bw_rows, rtt_rows, multi)
+
+
+if __name__ == "__main__":
+    main()

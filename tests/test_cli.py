@@ -1,0 +1,92 @@
+"""The command line: listing, describing, bad job files, self-relaunch.
+
+Bad job files must exit 2 with one message naming the key, before any MPI
+process starts; a good job started without mpiexec relaunches itself under it.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+from conftest import HERE, run_command
+
+
+def paracel_run(*args, cwd=None, timeout=120):
+    """Run ``python -m paracel.run ARGS`` (no mpiexec around it)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
+    return run_command([sys.executable, "-m", "paracel.run", *map(str, args)], timeout,
+                       env=env, cwd=cwd)
+
+
+def write_job(tmp_path, **job):
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def test_list_names_bundled_algorithms():
+    code, out, err, _ = paracel_run("--list")
+    assert code == 0, err
+    assert out.split()[0] == "wc" and "word count" in out
+
+
+def test_describe_shows_parameters():
+    code, out, err, _ = paracel_run("--describe", "wc")
+    assert code == 0, err
+    assert "topk (int >= 1, default 10)" in out
+    assert "lower (bool, default True)" in out
+
+
+def test_describe_unknown_algorithm_exits_2():
+    code, out, err, _ = paracel_run("--describe", "nope")
+    assert code == 2
+    assert "unknown algorithm 'nope'" in err and "wc" in err
+
+
+@pytest.mark.parametrize("job,named", [
+    ({"algorithm": "wc", "sever": 2}, "unknown key 'sever' (did you mean 'servers'?)"),
+    ({"algorithm": "wc", "servers": "two"}, "servers: expected int >= 1, got str 'two'"),
+    ({"algorithm": "wc", "staleness": -1}, "staleness: -1 is below the minimum 0"),
+    ({"servers": 1}, "missing required key 'algorithm'"),
+    ({"algorithm": "nope"}, "unknown algorithm 'nope'; bundled: wc"),
+    ({"algorithm": "wc", "input": "missing.txt"}, "no such file or folder"),
+    ({"algorithm": "wc", "input": "*.nothing"}, "matches no file"),
+    ({"algorithm": "wc", "params": {"topk": 0}}, "params.topk: 0 is below the minimum 1"),
+    ({"algorithm": "wc", "params": {"top": 3}}, "job.json: unknown key 'params.top' (did you mean 'topk'?)"),
+    ({"algorithm": "no_such_module:Algo"}, "cannot import module 'no_such_module'"),
+    ({"algorithm": "mpi_algos:NotThere"}, "no paracel.Algorithm subclass named 'NotThere'"),
+    ({"algorithm": "wc", "modules": ["no_such_updates"]}, "modules[0]: cannot import"),
+    ({"algorithm": "wc", "servers": 4, "processes": 4}, "need at least 5 processes"),
+])
+def test_bad_job_file_exits_2_naming_the_key(tmp_path, job, named):
+    path = write_job(tmp_path, **job)
+    code, out, err, seconds = paracel_run(path, cwd=tmp_path)
+    assert code == 2, err
+    assert named in err, err
+    assert "Traceback" not in err
+    assert err.count("paracel: error:") == 1
+
+
+def test_invalid_json_names_the_line(tmp_path):
+    path = tmp_path / "job.json"
+    path.write_text('{\n  "algorithm": "wc",\n  "servers": 2,,\n}\n')
+    code, out, err, _ = paracel_run(path)
+    assert code == 2
+    assert "job.json: line 3" in err
+
+
+def test_relaunches_under_mpiexec_with_overrides(tmp_path):
+    text = tmp_path / "words.txt"
+    text.write_text("b a b\nc b a\n")
+    path = write_job(tmp_path, algorithm="wc", input="words.txt", output="out",
+                     processes=3, servers=1)
+    code, out, err, _ = paracel_run(path, "--servers", "2", "-n", "4", "--set",
+                                    "params.topk=2", cwd="/")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["servers"] == 2 and metrics["workers"] == 2
+    assert metrics["config"]["params"] == {"topk": 2, "lower": True}
+    assert (tmp_path / "out" / "topk.txt").read_text() == "b\t3\na\t2\n"
