@@ -153,13 +153,15 @@ class ClockTable:
     def _set(self, value):
         MPI = self._mpi
         self._one[0] = value
-        self.win.Accumulate(self._one, self.host, target=(self.worker, 1, MPI.INT64_T),
+        self.win.Accumulate([self._one, MPI.INT64_T], self.host,
+                            target=(self.worker, 1, MPI.INT64_T),
                             op=MPI.REPLACE)
         self.win.Flush(self.host)
 
     def _read_slowest(self):
         MPI = self._mpi
-        self.win.Get_accumulate(self._slots, self._slots, self.host,
+        slots = [self._slots, MPI.INT64_T]
+        self.win.Get_accumulate(slots, slots, self.host,
                                 target=(0, self.num_workers, MPI.INT64_T), op=MPI.NO_OP)
         self.win.Flush(self.host)
         self.slowest = int(self._slots.min())
