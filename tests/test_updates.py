@@ -15,8 +15,6 @@ from paracel.server import updates
 from paracel.server.store import MISSING, Store
 from paracel.server.updates import lookup, names, update_function
 
-DTYPES = [np.float32, np.float64, np.int64, np.complex128]
-
 ELEMENTWISE = [("add", np.add), ("sub", np.subtract), ("max", np.maximum),
                ("min", np.minimum)]
 
