@@ -68,6 +68,8 @@ class Param:
         if not _is_instance(value, self.type):
             raise ConfigError(f"{where}: expected {self.describe_type()}, "
                               f"got {type(value).__name__} {value!r}")
+        if isinstance(value, float) and value != value:
+            raise ConfigError(f"{where}: NaN is not allowed; expected {self.describe_type()}")
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{where}: {value!r} is not allowed; choose one of "
                               f"{', '.join(map(repr, self.choices))}")
@@ -268,6 +270,8 @@ def input_files(spec):
     matches, sorted. Nothing matching is a ConfigError naming the pattern.
     """
     specs = spec if isinstance(spec, list) else [spec]
+    if not specs:
+        raise ConfigError("input: the list of inputs is empty")
     files = []
     for item in specs:
         if not isinstance(item, str):
@@ -279,8 +283,11 @@ def input_files(spec):
 def _expand(item):
     if os.path.isdir(item):
         names = sorted(name for name in os.listdir(item) if not name.startswith("."))
-        return [os.path.join(item, name) for name in names
-                if os.path.isfile(os.path.join(item, name))]
+        files = [os.path.join(item, name) for name in names
+                 if os.path.isfile(os.path.join(item, name))]
+        if not files:
+            raise ConfigError(f"input: the folder {item!r} holds no files")
+        return files
     if glob.has_magic(item):
         matches = sorted(path for path in glob.glob(item) if os.path.isfile(path))
         if not matches:

@@ -385,3 +385,16 @@ def test_param_describe_type():
     assert Param((str, list)).describe_type() == "str or list"
     assert Param(int, low=1, high=3).describe_type() == "int in [1, 3]"
     assert Param(int).default is REQUIRED
+
+
+def test_nan_is_refused():
+    with pytest.raises(ConfigError, match="params.alpha: NaN is not allowed"):
+        check_params({"alpha": float("nan")}, {"alpha": Param(float, 0.1)})
+
+
+def test_empty_input_folder_or_list_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="holds no files"):
+        config.input_files(str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match="list of inputs is empty"):
+        config.input_files([])

@@ -172,3 +172,9 @@ def test_truncated_multibyte_character_at_end(tmp_path):
     path = _write(tmp_path, "cut.txt", "ok\n".encode() + "€".encode()[:2])
     with pytest.raises(DataError, match=r"cut\.txt:2:"):
         _union([path], 1)
+
+
+def test_byte_order_mark_is_dropped_from_first_line_only(tmp_path):
+    path = _write(tmp_path, "bom.txt", "\ufefffirst\n\ufeffsecond\n")
+    for parts in PARTS:
+        assert _union([path], parts) == ["first", "\ufeffsecond"]

@@ -398,3 +398,10 @@ def test_store_many_adds_are_not_lost():
     n, v = store.read(["n", "v"])
     assert n == 50
     np.testing.assert_array_equal(v, 50.0)
+
+
+def test_dense_delta_onto_sparse_block_stores_a_plain_array():
+    old = sp.csr_matrix(np.eye(3))
+    new = lookup("add")(old, np.ones((3, 3)))
+    assert type(new) is np.ndarray
+    np.testing.assert_array_equal(new, np.eye(3) + 1)

@@ -5,12 +5,15 @@ The input (one or more files, taken in order as one byte stream) is cut into
 its first byte. A worker reads only its range (plus the tail of the line
 that straddles its end), so no rank reads the whole input, every line is read
 by exactly one worker, and ranges never split a multi-byte UTF-8 character
-(cuts are moved to line starts). Windows line ends are accepted.
+(cuts are moved to line starts). Windows line ends are accepted, and a
+UTF-8 byte-order mark at the start of a file is dropped.
 """
 
 import os
 
 from paracel.errors import DataError
+
+BOM = "\ufeff"
 
 
 def byte_ranges(files, parts):
@@ -59,7 +62,8 @@ def _lines_in(path, start, end):
             raw = handle.readline()
             if not raw:
                 return
-            yield path, offset, _decode(raw, path, offset)
+            text = _decode(raw, path, offset)
+            yield path, offset, text[1:] if offset == 0 and text.startswith(BOM) else text
             offset += len(raw)
 
 

@@ -122,10 +122,13 @@ def _in_place(op, old, *args, **kwargs):
 
 def _sparse_combine(old, delta, method):
     if method == "add":
-        return old + delta
-    if method == "sub":
-        return old - delta
-    return getattr(old, method)(delta)
+        result = old + delta
+    elif method == "sub":
+        result = old - delta
+    else:
+        result = getattr(old, method)(delta)
+    # sparse + dense gives numpy.matrix; store a plain ndarray instead
+    return np.asarray(result) if isinstance(result, np.matrix) else result
 
 
 def _scalar(old, delta, ufunc):
