@@ -190,6 +190,127 @@ class Algorithm:
         """Every stored key, or those whose name starts with ``prefix``."""
         return self._runtime.client.keys(prefix)
 
+    # -- distributed matrices ----------------------------------------------
+
+    def matrix(self, name, shape, dtype=np.float64, block_rows=None, sparse=False,
+               init="zeros", value=0.0, scale=1.0, create=True):
+        """A matrix or vector on the servers, stored as row blocks.
+
+        With ``create`` (the default) this is collective: every worker writes
+        its share of the blocks (``init`` = ``"zeros"``, ``"constant"`` with
+        ``value``, or ``"random"`` uniform in ``[0, scale)`` from the job's
+        seed, the same for any number of workers), then all ``sync()``.
+        With ``create=False`` it attaches to an existing matrix.
+
+        Returns
+        -------
+        paracel.matrix.DistMatrix
+            With ``pull(rows)``, ``push(rows, deltas, fn)``, ``to_numpy()``
+            and ``assign(array)``.
+        """
+        from paracel.matrix import DistMatrix
+
+        matrix = DistMatrix(self._runtime.client, name, shape, dtype, block_rows, sparse)
+        if create:
+            matrix.create(self._my_blocks(matrix), init=init, value=value, seed=self.seed,
+                          scale=scale)
+            self.sync()
+        return matrix
+
+    def _my_blocks(self, matrix):
+        return range(self.worker_id, matrix.num_blocks, self.num_workers)
+
+    def save_model(self, path, matrices, **attrs):
+        """Write matrices to one HDF5 file (collective; worker 0 writes).
+
+        ``path`` is relative to the output folder unless absolute.
+        """
+        from paracel.io import h5
+
+        self.sync()
+        if self.worker_id == 0:
+            h5.save_matrices(os.path.join(self.output, path), matrices, attrs)
+        self.sync()
+
+    def load_model(self, path, name, block_rows=None):
+        """Read matrix ``name`` from a model file into the servers (collective).
+
+        Works with any number of servers and workers (warm start).
+        """
+        from paracel.io import h5
+
+        shape, dtype, sparse = h5.matrix_info(path, name)
+        matrix = self.matrix(name, shape, dtype, block_rows, sparse, create=False)
+        h5.load_blocks(path, matrix, self._my_blocks(matrix))
+        self.sync()
+        return matrix
+
+    # -- loading this worker's share ---------------------------------------
+
+    def _files(self, files):
+        return config.input_files(self._runtime.job.input if files is None else files)
+
+    def load_lines(self, files=None):
+        """This worker's share of the input's lines (line ends dropped)."""
+        from paracel.io.lines import iter_lines
+
+        return [line for _, _, line in
+                iter_lines(self._files(files), self.worker_id, self.num_workers)]
+
+    def for_each_line(self, fn, files=None):
+        """Call ``fn(line)`` on each line of this worker's share, without
+        holding them all; returns how many lines there were."""
+        from paracel.io.lines import iter_lines
+
+        count = 0
+        for _, _, line in iter_lines(self._files(files), self.worker_id, self.num_workers):
+            fn(line)
+            count += 1
+        return count
+
+    def load_libsvm(self, files=None, n_features=None, zero_based="auto"):
+        """This worker's share of LIBSVM input: ``(labels, csr_matrix)`` whose
+        column count is the global feature count, agreed by all workers."""
+        from paracel.io import libsvm
+
+        return libsvm.load(self._files(files), self.comm, self.worker_id, self.num_workers,
+                           n_features, zero_based)
+
+    def load_dense(self, files=None, has_id=True):
+        """This worker's share of dense vectors (``id,f1,...,fk``): ``(ids, array)``."""
+        from paracel.io import dense
+
+        return dense.load(self._files(files), self.comm, self.worker_id, self.num_workers,
+                          has_id)
+
+    def load_mtx(self, path=None):
+        """This worker's share of a MatrixMarket file (coo entries, or dense rows)."""
+        from paracel.io import mtx
+
+        return mtx.load(path or self._files(None)[0], self.worker_id, self.num_workers)
+
+    def load_h5(self, dataset, path=None):
+        """This worker's row slice of an HDF5 dataset."""
+        from paracel.io import h5
+
+        return h5.load_rows(path or self._files(None)[0], dataset, self.worker_id,
+                            self.num_workers)
+
+    # -- results -----------------------------------------------------------
+
+    def dump(self, prefix, items, sep=",", merge_as=None):
+        """Write ``OUTPUT/<prefix><worker_id>`` (``key\tvalue`` lines); with
+        ``merge_as`` also one merged file of every worker's lines (collective)."""
+        from paracel.io import writers
+
+        path = writers.dump_lines(self.output, prefix, self.worker_id, items, sep)
+        if merge_as is not None:
+            self.sync()
+            if self.worker_id == 0:
+                path = writers.merge(self.output, prefix, self.num_workers, merge_as)
+            self.sync()
+        return path
+
     # -- synchronisation ---------------------------------------------------
 
     def sync(self):

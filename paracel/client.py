@@ -15,6 +15,8 @@ that server sends this worker (a fence, a read, ...), as a
 :class:`paracel.errors.RemoteError` carrying the server's traceback.
 """
 
+import numpy as np
+
 from paracel import protocol
 from paracel.errors import RemoteError, UserError
 from paracel.server import updates
@@ -110,6 +112,36 @@ class Client:
         self._check()
         if missing:
             self._missing(missing, default)
+        return result
+
+    def read_rows(self, keys, rows):
+        """``value[rows[i]]`` of each key's stored block: only those rows travel.
+
+        Parameters
+        ----------
+        keys : list
+            Keys of dense (or csr) blocks.
+        rows : list of numpy.ndarray
+            Integer row numbers within each block.
+        """
+        keys = list(keys)
+        groups = self.ring.group(keys)
+        for server, positions in groups.items():
+            self._post(server, "read_rows", [keys[i] for i in positions], None,
+                       [np.asarray(rows[i], dtype=np.int64) for i in positions])
+        result = [None] * len(keys)
+        missing = []
+        for server, positions in groups.items():
+            present, values = self._receive(server)
+            found = iter(values)
+            for position, here in zip(positions, present):
+                if here:
+                    result[position] = next(found)
+                else:
+                    missing.append(keys[position])
+        self._check()
+        if missing:
+            self._missing(missing, _NO_DEFAULT)
         return result
 
     def contains(self, key):

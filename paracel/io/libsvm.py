@@ -43,6 +43,9 @@ def parse(data, path="<bytes>", base_offset=0):
 
 
 def _parse_fast(lines):
+    if not lines:
+        empty = np.zeros(0)
+        return empty, np.zeros(1, dtype=np.int64), empty.astype(np.int64), empty
     counts = np.fromiter((line.count(b":") for line in lines), dtype=np.int64,
                          count=len(lines))
     tokens = b" ".join(lines).replace(b":", b" ").split()
@@ -58,7 +61,17 @@ def _parse_fast(lines):
     if indices.size and (np.any(indices != np.floor(indices)) or indices.min() < 0):
         raise ValueError("bad feature index")
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    if not _increasing(indices, indptr):
+        raise ValueError("feature indices out of order")
     return labels, indptr, indices.astype(np.int64), pairs[:, 1]
+
+
+def _increasing(indices, indptr):
+    """Whether indices strictly increase within every row."""
+    bad = np.diff(indices) <= 0
+    crossings = indptr[1:-1] - 1
+    bad[crossings[(crossings >= 0) & (crossings < bad.size)]] = False
+    return not bad.any()
 
 
 def _find_bad_line(data, path, base_offset):

@@ -48,10 +48,12 @@ def iter_lines(files, part, parts):
     byte in ``path`` (see :func:`line_number` for messages).
     """
     for path, start, end in byte_ranges(files, parts)[part]:
-        yield from _lines_in(path, start, end)
+        yield from lines_between(path, start, end)
 
 
-def _lines_in(path, start, end):
+def lines_between(path, start, end):
+    """Yield ``(path, offset, line)`` for the lines of ``path`` whose first byte
+    lies in ``[start, end)``."""
     with open(path, "rb") as handle:
         if start > 0:
             handle.seek(start - 1)

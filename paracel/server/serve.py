@@ -47,7 +47,7 @@ class Server:
         self.requests = 0
         self.busy_seconds = 0.0
         self._handlers = {
-            "read": self._read, "write": self._write, "update": self._update,
+            "read": self._read, "read_rows": self._read_rows, "write": self._write, "update": self._update,
             "contains": self._contains, "remove": self._remove, "keys": self._keys,
             "fence": self._fence, "done": self._done, "stats": self._stats,
         }
@@ -82,6 +82,13 @@ class Server:
         found = self.store.read(keys)
         present = [value is not MISSING for value in found]
         self._reply(source, present, [value for value in found if value is not MISSING])
+
+    def _read_rows(self, source, keys, arg, specs):
+        selections = self._values(source, specs)
+        found = self.store.read(keys)
+        present = [value is not MISSING for value in found]
+        self._reply(source, present, [value[rows] for value, rows in zip(found, selections)
+                                      if value is not MISSING])
 
     def _write(self, source, keys, arg, specs):
         self.store.write(keys, self._values(source, specs))

@@ -20,6 +20,9 @@ Built-ins
 ``add_rows``
     ``delta = (rows, values)``: add ``values[i]`` to row ``rows[i]`` of a
     dense block (repeated rows accumulate), without touching other rows.
+``set_rows``
+    ``delta = (rows, values)``: overwrite the given rows of a dense block
+    (for a repeated row, the last value wins).
 """
 
 import numpy as np
@@ -171,23 +174,40 @@ def replace(old, delta):
     return delta
 
 
-@update_function("add_rows")
-def add_rows(old, delta):
-    """Add ``values`` to the given ``rows`` of a dense block: ``delta = (rows, values)``."""
+def _row_delta(name, old, delta):
+    """Check ``delta = (rows, values)`` against the dense block ``old``."""
     if not (isinstance(delta, (tuple, list)) and len(delta) == 2):
-        raise UserError("add_rows expects delta = (rows, values)")
+        raise UserError(f"{name} expects delta = (rows, values)")
     rows, values = np.asarray(delta[0]), np.asarray(delta[1])
     if rows.size == 0:
         rows = rows.astype(np.intp)  # np.asarray([]) is float64
     if rows.ndim != 1 or rows.dtype.kind not in "iu":
-        raise UserError(f"add_rows rows must be a 1-d sequence of integers, got "
+        raise UserError(f"{name} rows must be a 1-d sequence of integers, got "
                         f"dtype {rows.dtype} and shape {rows.shape}")
     if old is None or not isinstance(old, np.ndarray):
-        raise UserError("add_rows needs an existing dense block; write it first")
+        raise UserError(f"{name} needs an existing dense block; write it first")
     if values.shape != (len(rows),) + old.shape[1:]:
-        raise UserError(f"add_rows values of shape {values.shape} do not fit "
+        raise UserError(f"{name} values of shape {values.shape} do not fit "
                         f"{len(rows)} rows of a block of shape {old.shape}")
     if rows.size and (rows.min() < 0 or rows.max() >= old.shape[0]):
-        raise UserError(f"add_rows row index out of range for a block of {old.shape[0]} rows")
+        raise UserError(f"{name} row index out of range for a block of {old.shape[0]} rows")
+    return rows, values
+
+
+@update_function("add_rows")
+def add_rows(old, delta):
+    """Add ``values`` to the given ``rows`` of a dense block: ``delta = (rows, values)``."""
+    rows, values = _row_delta("add_rows", old, delta)
     _in_place(np.add.at, old, rows, values)
+    return old
+
+
+@update_function("set_rows")
+def set_rows(old, delta):
+    """Overwrite the given ``rows`` of a dense block: ``delta = (rows, values)``."""
+    rows, values = _row_delta("set_rows", old, delta)
+    if not np.can_cast(values.dtype, old.dtype, "same_kind"):
+        raise UserError(f"delta does not fit the stored block of dtype {old.dtype}: "
+                        f"cannot store {values.dtype}")
+    old[rows] = values
     return old

@@ -1,0 +1,93 @@
+"""MatrixMarket files (``.mtx``).
+
+Coordinate files are read in line-aligned shares: every worker reads the
+small header (banner, comments, size line) and then only the entry lines of
+its share. Dense ("array") files are column-major and cannot be cut by lines,
+so they are read with ``scipy.io.mmread`` and sliced by rows.
+"""
+
+import os
+
+import numpy as np
+
+from paracel.errors import DataError
+from paracel.io.lines import line_number, lines_between
+
+
+def header(path):
+    """``(fmt, field, symmetry, shape, nnz, data_offset)`` of a MatrixMarket file."""
+    with open(path, "rb") as handle:
+        banner = handle.readline().decode("utf-8", "replace").split()
+        if len(banner) != 5 or banner[0].lower() != "%%matrixmarket":
+            raise DataError(f"{path}:1: not a MatrixMarket file (no %%MatrixMarket banner)")
+        fmt, field, symmetry = (word.lower() for word in banner[2:])
+        number = 1
+        while True:
+            line = handle.readline()
+            number += 1
+            if not line:
+                raise DataError(f"{path}:{number}: the size line is missing")
+            if line.strip() and not line.startswith(b"%"):
+                break
+        sizes = line.split()
+        try:
+            sizes = [int(value) for value in sizes]
+        except ValueError:
+            raise DataError(f"{path}:{number}: bad size line {line.decode().strip()!r}") from None
+        expected = 3 if fmt == "coordinate" else 2
+        if len(sizes) != expected:
+            raise DataError(f"{path}:{number}: expected {expected} sizes, got {len(sizes)}")
+        nnz = sizes[2] if fmt == "coordinate" else sizes[0] * sizes[1]
+        return fmt, field, symmetry, (sizes[0], sizes[1]), nnz, handle.tell()
+
+
+def load(path, part, parts):
+    """This worker's share of a MatrixMarket matrix.
+
+    Returns
+    -------
+    scipy.sparse.coo_matrix or numpy.ndarray
+        For a coordinate file, a coo matrix of the full shape holding this
+        share's entries (symmetric files mirrored); for an array file, the
+        rows ``[part * n // parts, (part + 1) * n // parts)``.
+    """
+    fmt, field, symmetry, shape, nnz, start = header(path)
+    if fmt != "coordinate":
+        import scipy.io
+
+        dense = np.asarray(scipy.io.mmread(path))
+        return dense[part * shape[0] // parts:(part + 1) * shape[0] // parts]
+    rows, cols, values = _entries(path, start, part, parts, field)
+    return _coo(rows, cols, values, shape, symmetry)
+
+
+def _entries(path, start, part, parts, field):
+    size = os.path.getsize(path) - start
+    low, high = start + size * part // parts, start + size * (part + 1) // parts
+    rows, cols, values = [], [], []
+    for _, offset, text in lines_between(path, low, high):
+        fields = text.split()
+        if not fields or text.startswith("%"):
+            continue
+        want = 2 if field == "pattern" else 3
+        if len(fields) < want:
+            raise DataError(f"{path}:{line_number(path, offset)}: expected {want} fields, "
+                            f"got {len(fields)}")
+        try:
+            rows.append(int(fields[0]) - 1)
+            cols.append(int(fields[1]) - 1)
+            values.append(1.0 if field == "pattern" else float(fields[2]))
+        except ValueError as error:
+            raise DataError(f"{path}:{line_number(path, offset)}: {error}") from None
+    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(values)
+
+
+def _coo(rows, cols, values, shape, symmetry):
+    import scipy.sparse
+
+    if symmetry in ("symmetric", "skew-symmetric", "hermitian"):
+        off = rows != cols
+        sign = -1.0 if symmetry == "skew-symmetric" else 1.0
+        rows, cols = np.concatenate([rows, cols[off]]), np.concatenate([cols, rows[off]])
+        values = np.concatenate([values, sign * values[off]])
+    return scipy.sparse.coo_matrix((values, (rows, cols)), shape=shape)

@@ -1,0 +1,113 @@
+"""Loaders, distributed matrices and HDF5 models under mpiexec.
+
+Matrices: pull/push from every worker equal a plain NumPy computation;
+an HDF5 model written by one job and read back by another with other
+worker and server counts is identical. Loaders: the workers' shares
+together equal a single-process load (scikit-learn's for LIBSVM).
+"""
+
+import os
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import scipy.sparse as sp
+from sklearn.datasets import dump_svmlight_file, load_breast_cancer, load_svmlight_file
+
+from conftest import assert_ok
+
+pytestmark = pytest.mark.mpi
+
+
+@pytest.mark.parametrize("processes,servers", [(2, 1), (4, 2), (5, 3)])
+def test_matrix_push_pull_equal_numpy_and_model_round_trip(run_job, tmp_path, processes,
+                                                           servers):
+    result = run_job("io_algos:MatrixOps", processes=processes, servers=servers)
+    assert_ok(result)
+    W = np.load(os.path.join(result.output, "W.npy"))
+    with h5py.File(os.path.join(result.output, "model.h5")) as handle:
+        assert handle.attrs["note"] == "test"
+        stored = handle["W"][...]
+        assert tuple(handle["v"].shape) == (10_007,)
+    assert not np.array_equal(stored, W)  # each worker then replaced three rows by zeros
+    changed = np.flatnonzero(np.any(stored != W, axis=1))
+    assert len(changed) <= 3 * (processes - servers) and np.all(stored[changed] == 0)
+    # warm start: read the model back with other worker and server counts
+    again = run_job("io_algos:LoadModel", processes=3, servers=2,
+                    params={"model": os.path.join(result.output, "model.h5")},
+                    output=str(tmp_path / "warm"))
+    assert_ok(again)
+    np.testing.assert_array_equal(np.load(os.path.join(again.output, "W.npy")), stored)
+    S = sp.load_npz(os.path.join(again.output, "S.npz"))
+    with h5py.File(os.path.join(result.output, "model.h5")) as handle:
+        group = handle["S"]
+        S_ref = sp.csr_matrix((group["data"][...], group["indices"][...],
+                               group["indptr"][...]), shape=(200, 50))
+    assert (S != S_ref).nnz == 0
+
+
+def test_random_init_does_not_depend_on_worker_count(run_job, tmp_path):
+    arrays = []
+    for processes in (2, 4):
+        result = run_job("io_algos:MatrixOps", processes=processes, servers=1,
+                         output=str(tmp_path / f"r{processes}"))
+        assert_ok(result)
+        arrays.append(np.load(os.path.join(result.output, "R.npy")))
+    np.testing.assert_array_equal(arrays[0], arrays[1])
+
+
+@pytest.mark.parametrize("processes", [2, 3, 5])
+def test_libsvm_shares_equal_sklearn(run_job, tmp_path, processes):
+    X, y = load_breast_cancer(return_X_y=True)
+    path = str(tmp_path / "cancer.svm")
+    dump_svmlight_file(X, y, path, zero_based=False)
+    result = run_job("io_algos:LoadShares", processes=processes, servers=1, input=path,
+                     params={"kind": "libsvm"})
+    assert_ok(result)
+    workers = processes - 1
+    parts = [sp.load_npz(os.path.join(result.output, f"share_{w}.npz")) for w in range(workers)]
+    labels = [np.load(os.path.join(result.output, f"share_{w}_y.npy")) for w in range(workers)]
+    X_ref, y_ref = load_svmlight_file(path)
+    assert all(part.shape[1] == X_ref.shape[1] for part in parts)
+    assert all(part.shape[0] > 0 for part in parts)
+    assert (sp.vstack(parts) != X_ref).nnz == 0
+    np.testing.assert_array_equal(np.concatenate(labels), y_ref)
+
+
+def test_lines_shares_and_merged_output(run_job, tmp_path):
+    text = "".join(f"line {i} ünïcode\n" for i in range(101))
+    (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+    result = run_job("io_algos:LoadShares", processes=4, servers=1,
+                     input=str(tmp_path / "in.txt"), params={"kind": "lines"})
+    assert_ok(result)
+    merged = result.read("lines.txt").splitlines()
+    assert [line.split("\t", 1)[1] for line in merged] == text.splitlines()
+    per_worker = [result.read(f"lines_{w}") for w in range(3)]
+    assert "".join(per_worker) == result.read("lines.txt")
+
+
+def test_dense_vectors_shares(run_job, tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(57, 6))
+    path = tmp_path / "vec.csv"
+    path.write_text("".join(f"id{i}," + ",".join(map(repr, row.tolist())) + "\n"
+                            for i, row in enumerate(X)))
+    result = run_job("io_algos:LoadShares", processes=4, servers=1, input=str(path),
+                     params={"kind": "dense"})
+    assert_ok(result)
+    parts = [np.load(os.path.join(result.output, f"share_{w}.npy")) for w in range(3)]
+    ids = sum((result.read(f"share_{w}_ids.txt").split("\n") for w in range(3)), [])
+    np.testing.assert_array_equal(np.vstack(parts), X)
+    assert ids == [f"id{i}" for i in range(57)]
+
+
+def test_matrix_market_shares(run_job, tmp_path):
+    M = sp.random(80, 40, density=0.1, random_state=1, format="coo")
+    path = str(tmp_path / "m.mtx")
+    scipy.io.mmwrite(path, M)
+    result = run_job("io_algos:LoadShares", processes=4, servers=1, input=path,
+                     params={"kind": "mtx"})
+    assert_ok(result)
+    total = sum(sp.load_npz(os.path.join(result.output, f"share_{w}.npz")) for w in range(3))
+    np.testing.assert_allclose(total.toarray(), scipy.io.mmread(path).toarray())
