@@ -250,6 +250,15 @@ class Algorithm:
     def _files(self, files):
         return config.input_files(self._runtime.job.input if files is None else files)
 
+    @property
+    def _skip_bad_lines(self):
+        return self._runtime.job.bad_lines == "skip"
+
+    def skipped_lines(self, count):
+        """Count malformed input lines this worker skipped (job key
+        ``"bad_lines": "skip"``); the total lands in ``metrics.json``."""
+        self._runtime.skipped += int(count)
+
     def load_lines(self, files=None):
         """This worker's share of the input's lines (line ends dropped)."""
         from paracel.io.lines import iter_lines
@@ -273,15 +282,20 @@ class Algorithm:
         column count is the global feature count, agreed by all workers."""
         from paracel.io import libsvm
 
-        return libsvm.load(self._files(files), self.comm, self.worker_id, self.num_workers,
-                           n_features, zero_based)
+        labels, X, skipped = libsvm.load(self._files(files), self.comm, self.worker_id,
+                                         self.num_workers, n_features, zero_based,
+                                         skip=self._skip_bad_lines)
+        self.skipped_lines(skipped)
+        return labels, X
 
     def load_dense(self, files=None, has_id=True):
         """This worker's share of dense vectors (``id,f1,...,fk``): ``(ids, array)``."""
         from paracel.io import dense
 
-        return dense.load(self._files(files), self.comm, self.worker_id, self.num_workers,
-                          has_id)
+        ids, X, skipped = dense.load(self._files(files), self.comm, self.worker_id,
+                                     self.num_workers, has_id, skip=self._skip_bad_lines)
+        self.skipped_lines(skipped)
+        return ids, X
 
     def load_mtx(self, path=None):
         """This worker's share of a MatrixMarket file (coo entries, or dense rows)."""
@@ -369,9 +383,9 @@ class Algorithm:
         from paracel.waiting import wait_request
 
         runtime = self._runtime
-        mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock],
-                        dtype=np.float64)
-        every = np.zeros((self.num_workers, 3)) if self.worker_id == 0 else None
+        mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
+                         runtime.skipped], dtype=np.float64)
+        every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
         if self.worker_id != 0:
             return
@@ -382,6 +396,7 @@ class Algorithm:
             "servers": self.num_servers,
             "staleness": self.staleness,
             "metrics": _plain(self.metrics_),
+            "skipped_lines": int(every[:, 3].sum()),
             "timings": {
                 "solve_seconds": float(every[:, 0].max()),
                 "per_worker_solve_seconds": every[:, 0].tolist(),

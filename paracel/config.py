@@ -116,6 +116,9 @@ SCHEMA = {
                     help="output folder (default: output/<job name> in the current folder)"),
     "modules": Param(list, [], help="modules imported on every rank (update functions)"),
     "params": Param(dict, {}, help="the algorithm's parameters (see --describe NAME)"),
+    "bad_lines": Param(str, "raise", choices=("raise", "skip"),
+                       help="a malformed input line stops the job, or is skipped and "
+                            "counted in metrics.json"),
     "log_level": Param(str, "info", choices=("debug", "info", "warning", "error"),
                        help="logging threshold"),
 }

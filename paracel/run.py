@@ -42,6 +42,7 @@ class Runtime:
     clock: object
     job: object
     started: float = 0.0
+    skipped: int = 0
     pending: dict = field(default_factory=dict)
 
 

@@ -111,3 +111,22 @@ def test_matrix_market_shares(run_job, tmp_path):
     assert_ok(result)
     total = sum(sp.load_npz(os.path.join(result.output, f"share_{w}.npz")) for w in range(3))
     np.testing.assert_allclose(total.toarray(), scipy.io.mmread(path).toarray())
+
+
+def test_bad_lines_stop_the_job_or_are_skipped_and_counted(run_job, tmp_path):
+    path = tmp_path / "mixed.svm"
+    good = [f"{i % 2} {i % 5 + 1}:1.5\n" for i in range(40)]
+    lines = good[:10] + ["1 2:oops\n"] + good[10:30] + ["x 1:1\n"] + good[30:]
+    path.write_text("".join(lines))
+    failed = run_job("io_algos:LoadShares", processes=4, servers=1, input=str(path),
+                     output=str(tmp_path / "strict"))
+    assert failed.returncode == 2
+    assert "mixed.svm:11: bad index:value pair '2:oops'" in failed.stderr
+    assert not os.path.exists(os.path.join(failed.output, "metrics.json"))
+    skipped = run_job("io_algos:LoadShares", processes=4, servers=1, input=str(path),
+                      bad_lines="skip", output=str(tmp_path / "lenient"))
+    assert_ok(skipped)
+    assert skipped.metrics["skipped_lines"] == 2
+    rows = sum(sp.load_npz(os.path.join(skipped.output, f"share_{w}.npz")).shape[0]
+               for w in range(3))
+    assert rows == 40

@@ -15,7 +15,7 @@ from paracel.io.lines import iter_lines, line_number
 SEPARATOR = re.compile(r"[,\s]+")
 
 
-def load(files, comm, part, parts, has_id=True, dtype=np.float64):
+def load(files, comm, part, parts, has_id=True, dtype=np.float64, skip=False):
     """This worker's share of dense-vector ``files``.
 
     Parameters
@@ -28,6 +28,8 @@ def load(files, comm, part, parts, has_id=True, dtype=np.float64):
         This worker's share and the number of shares.
     has_id : bool
         Whether each line starts with an id field.
+    skip : bool
+        Drop malformed lines (wrong width, not numbers) instead of raising.
 
     Returns
     -------
@@ -35,22 +37,35 @@ def load(files, comm, part, parts, has_id=True, dtype=np.float64):
         The ids (or global line positions as strings when ``has_id`` is false,
         as ``"<file>:<byte offset>"``).
     X : numpy.ndarray of shape (n_rows, n_features)
+    skipped : int
+        Malformed lines dropped (0 unless ``skip``).
     """
-    ids, rows, width = [], [], None
+    ids, rows, width, skipped = [], [], None, 0
     for path, offset, line in iter_lines(files, part, parts):
         fields = [field for field in SEPARATOR.split(line.strip()) if field]
         if not fields or fields[0].startswith("#"):
             continue
         name, values = (fields[0], fields[1:]) if has_id else (f"{path}:{offset}", fields)
-        width = len(values) if width is None else width
-        if len(values) != width or not values:
-            raise DataError(f"{path}:{line_number(path, offset)}: expected {width} "
-                            f"features, got {len(values)}")
-        rows.append(_numbers(values, path, offset))
+        try:
+            width = _check_width(values, width, path, offset)
+            rows.append(_numbers(values, path, offset))
+        except DataError:
+            if not skip:
+                raise
+            skipped += 1
+            continue
         ids.append(name)
     width = _agree(comm, width, files)
     X = np.array(rows, dtype=dtype).reshape(len(rows), width or 0)
-    return ids, X
+    return ids, X, skipped
+
+
+def _check_width(values, width, path, offset):
+    width = len(values) if width is None else width
+    if len(values) != width or not values:
+        raise DataError(f"{path}:{line_number(path, offset)}: expected {width} "
+                        f"features, got {len(values)}")
+    return width
 
 
 def _numbers(values, path, offset):

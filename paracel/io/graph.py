@@ -211,8 +211,7 @@ def _load(files, comm, part, parts, partition, weighted, same_ids, on_error, nam
     share = _parse_share(files, part, parts, allowed, names, on_error)
     summaries = _allgather(comm, share.summary())
     count = _agree_field_count(summaries, allowed)
-    if on_error == "raise":
-        _raise_first_error(summaries, count)
+    _raise_first_error(summaries, count, on_error)
     records = share.records[count]
     skipped = share.skipped + sum(len(rows) for n, rows in share.records.items() if n != count)
     src_ids, dst_ids, skipped = _agree_ids(comm, records, same_ids, skipped)
@@ -254,9 +253,10 @@ class _Share:
 
     ``records[n]`` holds ``(src, dst, weight)`` of the lines with ``n``
     fields, in input order; ``first[n]`` is ``(ordinal, path, offset)`` of the
-    first of them; ``bad`` is ``(ordinal, path, offset, problem)`` of the first
-    malformed line (raise mode only). Ordinals count the share's lines, so
-    ``(part, ordinal)`` orders lines as the input does.
+    first of them; ``bad`` is ``(ordinal, message)`` of the first line that
+    stops the load: a malformed line in raise mode, or in either mode bytes
+    that are not UTF-8. Ordinals count the share's lines, so ``(part,
+    ordinal)`` orders lines as the input does.
     """
 
     records: dict = field(default_factory=lambda: {2: [], 3: []})
@@ -270,22 +270,30 @@ class _Share:
 
 
 def _parse_share(files, part, parts, allowed, names, on_error):
-    """Parse this worker's lines; stop at the first bad one in raise mode."""
-    share = _Share()
-    for ordinal, (path, offset, line) in enumerate(iter_lines(files, part, parts)):
-        fields = _fields(line)
-        if not fields:
-            continue
-        try:
-            record = _record(fields, allowed, names)
-        except _BadLine as problem:
-            if on_error == "raise":
-                share.bad = (ordinal, path, offset, f"{problem}: {line[:80]!r}")
-                break
-            share.skipped += 1
-            continue
-        share.first.setdefault(len(fields), (ordinal, path, offset))
-        share.records[len(fields)].append(record)
+    """Parse this worker's lines, up to the first one that stops the load.
+
+    Errors are recorded rather than raised, so that this worker still takes
+    part in the collectives and every worker raises the same error.
+    """
+    share, ordinal = _Share(), -1
+    try:
+        for ordinal, (path, offset, line) in enumerate(iter_lines(files, part, parts)):
+            fields = _fields(line)
+            if not fields:
+                continue
+            try:
+                record = _record(fields, allowed, names)
+            except _BadLine as problem:
+                if on_error == "raise":
+                    share.bad = (ordinal, f"{path}:{line_number(path, offset)}: "
+                                          f"{problem}: {line[:80]!r}")
+                    break
+                share.skipped += 1
+                continue
+            share.first.setdefault(len(fields), (ordinal, path, offset))
+            share.records[len(fields)].append(record)
+    except DataError as error:
+        share.bad = (ordinal + 1, str(error))
     return share
 
 
@@ -341,26 +349,28 @@ def _agree_field_count(summaries, allowed):
     return 2
 
 
-def _raise_first_error(summaries, count):
-    """Raise, on every worker alike, the input's first malformed line: a line
-    that failed to parse, or one whose field count differs from ``count``."""
-    faults = []
-    for part, (first, bad) in enumerate(summaries):
-        if bad:
-            faults.append((part, *bad))
-        for n, (ordinal, path, offset) in first.items():
-            if n != count:
-                faults.append((part, ordinal, path, offset, _mixing(n, count, summaries)))
-    if faults:
-        _, _, path, offset, problem = min(faults, key=lambda fault: fault[:2])
-        raise DataError(f"{path}:{line_number(path, offset)}: {problem}")
+def _raise_first_error(summaries, count, on_error):
+    """Raise, on every worker alike, the error of the input's first line that
+    stops the load: see :class:`_Share`, and in raise mode also a line whose
+    field count differs from ``count``."""
+    bad = min(((part, *share_bad) for part, (_, share_bad) in enumerate(summaries)
+               if share_bad), default=None)
+    mixed = min(((part, ordinal, path, offset, n) for part, (first, _) in enumerate(summaries)
+                 for n, (ordinal, path, offset) in first.items()
+                 if n != count and on_error == "raise"), default=None)
+    if mixed and (bad is None or mixed[:2] < bad[:2]):
+        raise DataError(_mixing(*mixed[2:], count, summaries))
+    if bad:
+        raise DataError(bad[2])
 
 
-def _mixing(n, count, summaries):
-    """The message for a line with ``n`` fields in an input of ``count``."""
-    path, offset = next(first[count][1:] for first, _ in summaries if count in first)
-    return (f"{n} fields, but the first data line ({path}:{line_number(path, offset)}) "
-            f"has {count}; weighted and unweighted lines must not be mixed")
+def _mixing(path, offset, n, count, summaries):
+    """The message for the line at ``path:offset`` with ``n`` fields, in an
+    input whose first data line has ``count``."""
+    first_path, first_offset = next(first[count][1:] for first, _ in summaries if count in first)
+    return (f"{path}:{line_number(path, offset)}: {n} fields, but the first data line "
+            f"({first_path}:{line_number(first_path, first_offset)}) has {count}; "
+            f"weighted and unweighted lines must not be mixed")
 
 
 def _agree_ids(comm, records, same_ids, skipped):
@@ -393,7 +403,7 @@ def _shuffle(comm, parts, targets, arrays):
     numpy buffers. What a worker receives is in sender rank order, and in
     input order within each sender, so the result is deterministic.
     """
-    if True:
+    if comm is None:
         return arrays
     from mpi4py import MPI
 

@@ -15,7 +15,7 @@ from paracel.errors import DataError
 from paracel.io.lines import byte_ranges, line_number
 
 
-def parse(data, path="<bytes>", base_offset=0):
+def parse(data, path="<bytes>", base_offset=0, skip=False):
     """Parse LIBSVM text into labels and (row, col, value) triples.
 
     Parameters
@@ -24,20 +24,27 @@ def parse(data, path="<bytes>", base_offset=0):
         Whole lines of LIBSVM text.
     path, base_offset : str, int
         Where ``data`` came from, for messages naming the line.
+    skip : bool
+        Drop malformed lines (and count them) instead of raising.
 
     Returns
     -------
     labels : numpy.ndarray of float64
     indptr, indices, values : numpy.ndarray
         CSR structure with the file's own (not yet shifted) feature indices.
+    skipped : int
+        How many malformed lines were dropped.
     """
     lines = data.replace(b"\r", b"").split(b"\n")
     if b"#" in data:
         lines = [line.split(b"#", 1)[0] for line in lines]
     lines = [line for line in lines if line.strip()]
     try:
-        return _parse_fast(lines)
+        return _parse_fast(lines) + (0,)
     except (ValueError, IndexError):
+        if skip:
+            good = [line for line in lines if _line_problem(line.strip()) is None]
+            return _parse_fast(good) + (len(lines) - len(good),)
         _find_bad_line(data, path, base_offset)
         raise
 
@@ -112,19 +119,23 @@ def _line_problem(text):
     return None
 
 
-def read_share(files, part, parts):
-    """Parse share ``part`` of ``parts`` of ``files``; CSR pieces with file indices."""
-    labels, indptrs, indices, values = [], [], [], []
+def read_share(files, part, parts, skip=False):
+    """Parse share ``part`` of ``parts`` of ``files``.
+
+    Returns CSR pieces with the file's indices and the count of skipped lines.
+    """
+    labels, indptrs, indices, values, skipped = [], [], [], [], 0
     for path, start, end in _aligned(files, part, parts):
         with open(path, "rb") as handle:
             handle.seek(start)
             data = handle.read(end - start)
-        parsed = parse(data, path, start)
+        parsed = parse(data, path, start, skip)
         labels.append(parsed[0])
         indptrs.append(parsed[1])
         indices.append(parsed[2])
         values.append(parsed[3])
-    return _concat(labels, indptrs, indices, values)
+        skipped += parsed[4]
+    return _concat(labels, indptrs, indices, values) + (skipped,)
 
 
 def _aligned(files, part, parts):
@@ -157,7 +168,8 @@ def _concat(labels, indptrs, indices, values):
     return (np.concatenate(labels), indptr, np.concatenate(indices), np.concatenate(values))
 
 
-def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.float64):
+def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.float64,
+         skip=False):
     """This worker's share of LIBSVM ``files`` as labels and a CSR matrix.
 
     Parameters
@@ -175,15 +187,19 @@ def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.
     zero_based : bool or "auto"
         Whether indices start at 0. ``"auto"``: 1-based unless some worker
         sees an index 0 (as scikit-learn guesses).
+    skip : bool
+        Drop malformed lines instead of raising (see ``skipped``).
 
     Returns
     -------
     labels : numpy.ndarray
     X : scipy.sparse.csr_matrix of shape (n_rows, n_features)
+    skipped : int
+        Malformed lines dropped from this worker's share (0 unless ``skip``).
     """
     import scipy.sparse
 
-    labels, indptr, indices, values = read_share(files, part, parts)
+    labels, indptr, indices, values, skipped = read_share(files, part, parts, skip)
     low = int(indices.min()) if indices.size else np.iinfo(np.int64).max
     high = int(indices.max()) if indices.size else -1
     if comm is not None:
@@ -203,4 +219,4 @@ def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.
         raise DataError(f"feature index {int(indices.max())} is beyond n_features={width}")
     X = scipy.sparse.csr_matrix((values.astype(dtype), indices, indptr),
                                 shape=(len(labels), width))
-    return labels, X
+    return labels, X, skipped
