@@ -389,6 +389,7 @@ class Algorithm:
         wait_request(self.comm.Igather(mine, every, root=0))
         if self.worker_id != 0:
             return
+        server_stats = runtime.client.stats()
         report = {
             "job": runtime.job.path,
             "algorithm": runtime.job.algorithm,
@@ -403,6 +404,7 @@ class Algorithm:
                 "per_worker_clock_wait_seconds": every[:, 1].tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
             },
+            "server_stats": server_stats,
             "history": _plain(self.history_),
             "config": runtime.job.to_dict(),
         }

@@ -27,6 +27,10 @@ def test_every_verb(run_job, processes, servers):
     metrics = result.metrics
     assert metrics["workers"] == workers and metrics["servers"] == servers
     assert metrics["metrics"] == {"verbs_ok": True}
+    stats = metrics["server_stats"]
+    assert len(stats) == servers
+    assert sum(server["keys"] for server in stats) >= 50 * workers
+    assert all(server["requests"] > 0 for server in stats)
 
 
 @pytest.mark.parametrize("processes,servers", [(8, 1), (9, 2), (10, 3)])

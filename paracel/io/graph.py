@@ -34,6 +34,7 @@ left waiting in a collective the others have abandoned), or with
 ``on_error="skip"`` is dropped and counted in :attr:`Triples.skipped`.
 """
 
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -205,6 +206,10 @@ def owners(partition, parts, shape, src, dst):
 
 
 def _load(files, comm, part, parts, partition, weighted, same_ids, on_error, names):
+    """Parse this worker's share, agree on format, errors and ids, then shuffle.
+
+    ``names`` are the three fields' names for messages (see :data:`TRIPLE_NAMES`).
+    """
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     _check_arguments(files, comm, part, parts, partition, weighted, on_error)
     allowed = (2, 3) if weighted is None else ((3,) if weighted else (2,))
@@ -321,7 +326,7 @@ def _record(fields, allowed, names):
         value = float(fields[2])
     except ValueError:
         raise _BadLine(f"{names[2]} {fields[2]!r} is not a number") from None
-    if not np.isfinite(value):
+    if not math.isfinite(value):
         raise _BadLine(f"{names[2]} {fields[2]!r} is not a finite number")
     return fields[0], fields[1], value
 
