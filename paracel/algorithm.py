@@ -297,6 +297,33 @@ class Algorithm:
         self.skipped_lines(skipped)
         return ids, X
 
+    def load_graph(self, files=None, partition="fmap", weighted=None):
+        """This worker's part of an edge list (``src dst [weight]``), one shared
+        node id map. ``partition``: ``"fmap"`` (by source), ``"smap"`` (by
+        destination) or ``"fsmap"`` (2-D blocks). Returns
+        :class:`paracel.io.graph.Triples`."""
+        return self._triples("load_graph", files, partition, weighted=weighted)
+
+    def load_ratings(self, files=None, partition="fmap"):
+        """This worker's part of ``user item rating`` triples (separate user and
+        item id maps); see :meth:`load_graph`."""
+        return self._triples("load_ratings", files, partition)
+
+    def load_triples(self, files=None, partition="fmap", weighted=None, same_ids=False):
+        """The general form of :meth:`load_graph` and :meth:`load_ratings`."""
+        return self._triples("load_triples", files, partition, weighted=weighted,
+                             same_ids=same_ids)
+
+    def _triples(self, loader, files, partition, **options):
+        from paracel.io import graph
+
+        triples = getattr(graph, loader)(self._files(files), self.comm, self.worker_id,
+                                         self.num_workers, partition,
+                                         on_error=self._runtime.job.bad_lines, **options)
+        if self.worker_id == 0:  # the count is already summed over the workers
+            self.skipped_lines(triples.skipped)
+        return triples
+
     def load_mtx(self, path=None):
         """This worker's share of a MatrixMarket file (coo entries, or dense rows)."""
         from paracel.io import mtx

@@ -81,7 +81,7 @@ class LoadShares(paracel.Algorithm):
     """Each worker loads its share of LIBSVM / lines / dense input and saves it."""
 
     parameters = {"kind": paracel.Param(str, "libsvm", "what to load",
-                                        choices=("libsvm", "lines", "dense", "mtx"))}
+                                        choices=("libsvm", "lines", "dense", "mtx", "graph", "ratings"))}
 
     def solve(self):
         out = os.path.join(self.output, f"share_{self.worker_id}")
@@ -99,6 +99,12 @@ class LoadShares(paracel.Algorithm):
             np.save(out + ".npy", X)
             with open(out + "_ids.txt", "w") as handle:
                 handle.write("\n".join(ids))
+        elif self.kind in ("graph", "ratings"):
+            if self.kind == "graph":
+                triples = self.load_graph(partition="fsmap")
+            else:
+                triples = self.load_ratings(partition="smap")
+            sp.save_npz(out + ".npz", triples.matrix())
         else:
             sp.save_npz(out + ".npz", self.load_mtx().tocsr())
         return {}

@@ -130,3 +130,22 @@ def test_bad_lines_stop_the_job_or_are_skipped_and_counted(run_job, tmp_path):
     rows = sum(sp.load_npz(os.path.join(skipped.output, f"share_{w}.npz")).shape[0]
                for w in range(3))
     assert rows == 40
+
+
+@pytest.mark.parametrize("kind", ["graph", "ratings"])
+def test_graph_and_ratings_through_the_algorithm_api(run_job, tmp_path, kind):
+    import networkx as nx
+
+    from paracel.io import graph
+
+    path = tmp_path / "edges.txt"
+    edges = nx.les_miserables_graph().edges(data="weight")
+    path.write_text("".join(f"{a.replace(' ', '_')} {b.replace(' ', '_')} {w}\n"
+                            for a, b, w in edges))
+    result = run_job("io_algos:LoadShares", processes=4, servers=1, input=str(path),
+                     params={"kind": kind})
+    assert_ok(result)
+    total = sum(sp.load_npz(os.path.join(result.output, f"share_{w}.npz")) for w in range(3))
+    load = graph.load_graph if kind == "graph" else graph.load_ratings
+    reference = load([str(path)], None, 0, 1).matrix()
+    assert (total != reference).nnz == 0
