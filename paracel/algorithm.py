@@ -395,7 +395,10 @@ class Algorithm:
         the clock table and the job.
         """
         self._runtime = runtime
-        os.makedirs(runtime.job.output, exist_ok=True)
+        if self.worker_id == 0:
+            config.claim_output(runtime.job.output, runtime.job.path)
+        else:
+            os.makedirs(runtime.job.output, exist_ok=True)
         runtime.started = time.perf_counter()
         result = self.solve()
         if isinstance(result, dict):

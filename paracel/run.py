@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ from paracel.errors import ConfigError, UserError
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 #: MCA settings for Open MPI, applied unless the user's environment sets them:
 #: the UCX one-sided component is skipped (it cannot run on a single host
@@ -58,6 +60,8 @@ def parse_args(argv):
     parser.add_argument("--servers", type=int, help="parameter servers (overrides the job)")
     parser.add_argument("--staleness", help="SSP bound, or 'null' for asynchronous")
     parser.add_argument("--output", help="output folder (overrides the job)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="reuse an output folder that holds another job's results")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a job key, e.g. params.alpha=0.05 (repeatable)")
     args = parser.parse_args(argv)
@@ -132,7 +136,25 @@ def prepare(args):
     except ConfigError as error:
         raise ConfigError(f"{args.job}: {error}") from None
     job.values["params"] = algorithm.get_params()
+    check_output(job, args.overwrite)
     return job, algorithm
+
+
+def check_output(job, overwrite):
+    """Refuse an output folder holding another job's results (unless overwriting).
+
+    A folder this same job file wrote before may be reused: a rerun replaces
+    its results.
+    """
+    folder = job.output
+    if overwrite or not os.path.isdir(folder) or not os.listdir(folder):
+        return
+    owner = config.output_owner(folder)
+    if owner == job.path:
+        return
+    what = f"the results of {owner}" if owner else "files this job did not write"
+    raise ConfigError(f"output: {folder} already holds {what}; pass --overwrite to "
+                      "replace them, or choose another --output")
 
 
 def world_size():
@@ -202,6 +224,7 @@ def launch(job, algorithm):
 
     from paracel import logs
     tag = f"rank {MPI.COMM_WORLD.Get_rank()}"
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         topology = _split(MPI.COMM_WORLD, job)
         tag = topology.tag
@@ -210,9 +233,21 @@ def launch(job, algorithm):
         return 0
     except UserError as error:
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
+    except Terminated:
+        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] terminated by SIGTERM\n", EXIT_TERMINATED)
+    except KeyboardInterrupt:
+        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] interrupted\n", EXIT_INTERRUPTED)
     except BaseException:
         _abort(MPI.COMM_WORLD, f"paracel: [{tag}] failed:\n{traceback.format_exc()}",
                EXIT_FAILURE)
+
+
+class Terminated(BaseException):
+    """Raised in a rank that received SIGTERM, so it ends the job like a failure."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
 
 
 def _split(world, job):

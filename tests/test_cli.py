@@ -90,3 +90,24 @@ def test_relaunches_under_mpiexec_with_overrides(tmp_path):
     assert metrics["servers"] == 2 and metrics["workers"] == 2
     assert metrics["config"]["params"] == {"topk": 2, "lower": True}
     assert (tmp_path / "out" / "topk.txt").read_text() == "b\t3\na\t2\n"
+
+
+def test_output_of_another_job_is_protected(tmp_path):
+    (tmp_path / "words.txt").write_text("a b\n")
+    first = write_job(tmp_path, algorithm="wc", input="words.txt", output="out", processes=2)
+    code, _, err, _ = paracel_run(first)
+    assert code == 0, err
+    code, _, err, _ = paracel_run(first)  # the same job may rerun into its own folder
+    assert code == 0, err
+    metrics = (tmp_path / "out" / "metrics.json").read_text()
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"algorithm": "wc", "input": "words.txt", "output": "out",
+                                 "processes": 2, "params": {"topk": 1}}))
+    code, _, err, _ = paracel_run(other)
+    assert code == 2
+    assert "already holds the results of" in err and "--overwrite" in err
+    assert (tmp_path / "out" / "metrics.json").read_text() == metrics  # nothing written over
+    code, _, err, _ = paracel_run(other, "--overwrite")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["params"][
+        "topk"] == 1
