@@ -73,6 +73,22 @@ class Algorithm:
         """The algorithm; runs on every worker. May return a dict of final metrics."""
         raise NotImplementedError(f"{type(self).__name__} must define solve()")
 
+    def state(self):
+        """This worker's loop state to keep in a checkpoint (override).
+
+        A dict of numpy arrays, scipy.sparse matrices, scalars, strings, and
+        lists/tuples/dicts of them (e.g. a generator's
+        ``bit_generator.state``). The parameter tables are saved by the
+        servers; only what lives on the worker belongs here.
+        """
+        return {}
+
+    def restore(self, state):
+        """Take back what :meth:`state` returned, before ``solve()`` runs again
+        on a resumed job (override). ``solve()`` then sees ``self.resumed``
+        and ``self.clock`` at the checkpoint's clock, and should continue from
+        there, e.g. ``for it in range(self.clock, self.iterations)``."""
+
     # -- identity ----------------------------------------------------------
 
     @property
@@ -124,6 +140,12 @@ class Algorithm:
     def clock(self):
         """This worker's SSP clock: how many ``iter_commit`` calls so far."""
         return self._runtime.clock.clock
+
+    @property
+    def resumed(self):
+        """Whether this run restarted from a checkpoint (tables already hold
+        the model: ``matrix()`` then attaches instead of initialising)."""
+        return self._runtime.resume is not None
 
     @property
     def slowest_clock(self):
@@ -200,7 +222,8 @@ class Algorithm:
         its share of the blocks (``init`` = ``"zeros"``, ``"constant"`` with
         ``value``, or ``"random"`` uniform in ``[0, scale)`` from the job's
         seed, the same for any number of workers), then all ``sync()``.
-        With ``create=False`` it attaches to an existing matrix.
+        With ``create=False``, or in a resumed job, it attaches to the
+        existing matrix.
 
         Returns
         -------
@@ -211,7 +234,7 @@ class Algorithm:
         from paracel.matrix import DistMatrix
 
         matrix = DistMatrix(self._runtime.client, name, shape, dtype, block_rows, sparse)
-        if create:
+        if create and not self.resumed:
             matrix.create(self._my_blocks(matrix), init=init, value=value, seed=self.seed,
                           scale=scale)
             self.sync()
@@ -369,12 +392,57 @@ class Algorithm:
         clock = runtime.clock.commit()
         if self.worker_id == 0:
             self._progress(clock)
+        every = (runtime.job.checkpoint or {}).get("every")
+        if every and clock % every == 0:
+            self._checkpoint(clock)
 
     def report(self, **metrics):
         """Record metrics (e.g. ``loss=0.3``): logged with the next clock, and
         the last value of each lands in ``metrics.json``."""
         self.metrics_.update(metrics)
         self._runtime.pending.update(metrics)
+
+    def _checkpoint(self, clock):
+        """Snapshot servers and workers at ``clock`` (collective; see
+        :mod:`paracel.server.checkpoint`). Needs every worker to reach the
+        same checkpoint clocks."""
+        from paracel.server import checkpoint
+        from paracel.waiting import wait_request
+
+        runtime, settings = self._runtime, self._runtime.job.checkpoint
+        self.sync()
+        if self.worker_id == 0:
+            runtime.client.checkpoint(checkpoint.staging(settings["dir"], clock))
+        wait_request(self.comm.Ibarrier())
+        path = os.path.join(checkpoint.staging_path(settings["dir"], clock),
+                            f"worker-{self.worker_id}.h5")
+        checkpoint.write_state(path, {"algorithm": self.state(), "metrics": self.metrics_,
+                                      "history": self.history_})
+        wait_request(self.comm.Ibarrier())
+        if self.worker_id == 0:
+            checkpoint.publish(settings["dir"], clock, self._manifest(clock), settings["keep"])
+            self.log.info("checkpoint at clock %d", clock)
+        runtime.last_checkpoint = clock
+
+    def _manifest(self, clock):
+        from paracel.partition import DEFAULT_VNODES
+        from paracel.server.checkpoint import FORMAT_VERSION
+
+        return {"format_version": FORMAT_VERSION, "clock": clock,
+                "num_servers": self.num_servers, "num_workers": self.num_workers,
+                "partitioner": {"kind": "consistent-hash ring", "hash": "blake2b-64",
+                                "vnodes": DEFAULT_VNODES},
+                "created": time.time(), "config": self._runtime.job.to_dict()}
+
+    def _resume_state(self):
+        from paracel.server import checkpoint
+
+        path = os.path.join(self._runtime.resume, f"worker-{self.worker_id}.h5")
+        saved = checkpoint.read_state(path)
+        self.metrics_, self.history_ = saved["metrics"], saved["history"]
+        self.restore(saved["algorithm"])
+        self._runtime.last_checkpoint = self.clock
+        self.log.info("resumed from %s at clock %d", self._runtime.resume, self.clock)
 
     def _progress(self, clock):
         runtime = self._runtime
@@ -400,9 +468,13 @@ class Algorithm:
         else:
             os.makedirs(runtime.job.output, exist_ok=True)
         runtime.started = time.perf_counter()
+        if self.resumed:
+            self._resume_state()
         result = self.solve()
         if isinstance(result, dict):
             self.metrics_.update(result)
+        if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
+            self._checkpoint(self.clock)
         solve_seconds = time.perf_counter() - runtime.started
         runtime.client.flush()
         runtime.clock.finish()

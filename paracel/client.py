@@ -196,6 +196,15 @@ class Client:
         self._check()
         return bool(removed)
 
+    def checkpoint(self, folder):
+        """Have every server write its table into ``folder``; returns the files."""
+        self.flush()
+        for server in range(len(self.server_ranks)):
+            self._post(server, "checkpoint", [], folder)
+        files = [self._receive(server)[0] for server in range(len(self.server_ranks))]
+        self._check()
+        return files
+
     def flush(self):
         """Return once every write and update sent so far has been applied."""
         self._fence([server for server, sent in enumerate(self._sent)

@@ -119,6 +119,9 @@ SCHEMA = {
     "bad_lines": Param(str, "raise", choices=("raise", "skip"),
                        help="a malformed input line stops the job, or is skipped and "
                             "counted in metrics.json"),
+    "checkpoint": Param(dict, None, nullable=True,
+                        help="{\"dir\": folder, \"every\": N clocks, \"keep\": K}: "
+                             "snapshot servers and workers (see --resume)"),
     "log_level": Param(str, "info", choices=("debug", "info", "warning", "error"),
                        help="logging threshold"),
 }
@@ -213,6 +216,8 @@ def validate(raw, path="job"):
             except ConfigError as error:
                 raise ConfigError(f"{path}: {error}") from None
     _check_modules(values["modules"], path)
+    if values["checkpoint"] is not None:
+        values["checkpoint"] = _check_checkpoint(values["checkpoint"], path)
     _check_inputs(values["input"], path)
     return values
 
@@ -336,6 +341,20 @@ def _check_inputs(spec, path):
         raise ConfigError(f"{path}: {error}") from None
 
 
+CHECKPOINT_SCHEMA = {
+    "dir": Param(str, help="folder of the checkpoints (relative to the job file)"),
+    "every": Param(int, 10, low=1, help="clocks between checkpoints"),
+    "keep": Param(int, 2, low=1, help="how many complete checkpoints to keep"),
+}
+
+
+def _check_checkpoint(raw, path):
+    try:
+        return check_params(raw, CHECKPOINT_SCHEMA, where="checkpoint")
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
 def _check_modules(modules, path):
     for index, name in enumerate(modules):
         if not isinstance(name, str) or not name:
@@ -345,6 +364,10 @@ def _check_modules(modules, path):
 def _resolve_paths(raw, base):
     """Make the job's own path keys absolute against ``base``."""
     raw = dict(raw)
+    checkpoint = raw.get("checkpoint")
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
+        raw["checkpoint"] = {**checkpoint,
+                             "dir": os.path.normpath(os.path.join(base, checkpoint["dir"]))}
     for key in ("input", "output"):
         value = raw.get(key)
         if isinstance(value, str):

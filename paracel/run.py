@@ -43,6 +43,8 @@ class Runtime:
     client: object
     clock: object
     job: object
+    resume: str = None
+    last_checkpoint: int = None
     started: float = 0.0
     skipped: int = 0
     pending: dict = field(default_factory=dict)
@@ -60,6 +62,8 @@ def parse_args(argv):
     parser.add_argument("--servers", type=int, help="parameter servers (overrides the job)")
     parser.add_argument("--staleness", help="SSP bound, or 'null' for asynchronous")
     parser.add_argument("--output", help="output folder (overrides the job)")
+    parser.add_argument("--resume", action="store_true",
+                        help="restart from the newest complete checkpoint of the job")
     parser.add_argument("--overwrite", action="store_true",
                         help="reuse an output folder that holds another job's results")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -136,8 +140,26 @@ def prepare(args):
     except ConfigError as error:
         raise ConfigError(f"{args.job}: {error}") from None
     job.values["params"] = algorithm.get_params()
-    check_output(job, args.overwrite)
+    if not args.resume:
+        check_output(job, args.overwrite)
     return job, algorithm
+
+
+def find_resume(job, workers):
+    """The checkpoint folder and manifest a ``--resume`` run starts from."""
+    from paracel.server import checkpoint
+
+    if job.checkpoint is None:
+        raise ConfigError("--resume: the job has no \"checkpoint\" key")
+    folder, manifest = checkpoint.latest(job.checkpoint["dir"])
+    if manifest["config"]["algorithm"] != job.algorithm:
+        raise ConfigError(f"--resume: {folder} is a checkpoint of algorithm "
+                          f"{manifest['config']['algorithm']!r}, not {job.algorithm!r}")
+    if manifest["num_workers"] != workers:
+        raise ConfigError(f"--resume: {folder} was taken with {manifest['num_workers']} "
+                          f"workers; this run has {workers} (servers may differ, workers "
+                          "may not)")
+    return folder, manifest
 
 
 def check_output(job, overwrite):
@@ -216,7 +238,7 @@ def _interrupt(process):
     return EXIT_INTERRUPTED
 
 
-def launch(job, algorithm):
+def launch(job, algorithm, resume=None):
     """Take this rank's role in the job (every rank calls this under mpiexec)."""
     for name, value in OPEN_MPI_DEFAULTS.items():
         os.environ.setdefault(name, value)
@@ -229,7 +251,7 @@ def launch(job, algorithm):
         topology = _split(MPI.COMM_WORLD, job)
         tag = topology.tag
         logs.setup(tag, job.log_level)
-        _run_role(topology, job, algorithm)
+        _run_role(topology, job, algorithm, resume)
         return 0
     except UserError as error:
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
@@ -256,20 +278,26 @@ def _split(world, job):
     return topology.split(world, job.servers)
 
 
-def _run_role(topology, job, algorithm):
+def _run_role(topology, job, algorithm, resume):
     from paracel import ssp
     from paracel.client import Client
     from paracel.partition import Ring
+    from paracel.server import checkpoint
     from paracel.server.serve import Server
 
     worker = topology.index if topology.role == "worker" else None
+    folder, manifest = resume or (None, {"clock": 0})
     clock = ssp.ClockTable(topology.ps, topology.server_ranks[0], worker,
-                           topology.num_workers, job.staleness)
+                           topology.num_workers, job.staleness, start=manifest["clock"])
+    ring = Ring(topology.num_servers)
     if worker is None:
-        Server(topology.ps, topology.index, topology.num_workers).serve()
+        server = Server(topology.ps, topology.index, topology.num_workers)
+        if folder:
+            server.store.table = checkpoint.load_shard(folder, topology.index, ring)
+        server.serve()
     else:
-        client = Client(topology.ps, topology.server_ranks, Ring(topology.num_servers))
-        algorithm.run(Runtime(topology, client, clock, job))
+        client = Client(topology.ps, topology.server_ranks, ring)
+        algorithm.run(Runtime(topology, client, clock, job, folder))
     clock.free()
 
 
@@ -301,14 +329,16 @@ def main(argv=None):
         job, algorithm = prepare(args)
         from paracel.topology import check_size
 
-        check_size(job.processes if size is None else size, job.servers)
+        processes = job.processes if size is None else size
+        check_size(processes, job.servers)
+        resume = find_resume(job, processes - job.servers) if args.resume else None
     except UserError as error:
         if world_rank() == 0:
             print(f"paracel: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     if size is None:
         return relaunch(job, argv)
-    return launch(job, algorithm)
+    return launch(job, algorithm, resume)
 
 
 if __name__ == "__main__":

@@ -95,9 +95,11 @@ class ClockTable:
         Number of slots.
     staleness : int or None
         The bound ``s``.
+    start : int
+        The clock every worker starts at (non-zero when resuming).
     """
 
-    def __init__(self, comm, host, worker, num_workers, staleness):
+    def __init__(self, comm, host, worker, num_workers, staleness, start=0):
         from mpi4py import MPI
 
         self._mpi = MPI
@@ -105,13 +107,13 @@ class ClockTable:
         self.worker = worker
         self.num_workers = num_workers
         self.staleness = staleness
-        self.clock = 0
-        self.slowest = 0
+        self.clock = start
+        self.slowest = start
         self.wait_seconds = 0.0
         size = num_workers * 8 if comm.Get_rank() == host else 0
         self.win = MPI.Win.Allocate(size, 8, comm=comm)
         if comm.Get_rank() == host:
-            np.frombuffer(self.win.tomemory(), dtype=np.int64)[:] = 0
+            np.frombuffer(self.win.tomemory(), dtype=np.int64)[:] = start
         comm.Barrier()
         if worker is not None:
             self.win.Lock_all(MPI.MODE_NOCHECK)

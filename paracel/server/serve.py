@@ -13,11 +13,13 @@ idle server costs almost nothing on an oversubscribed machine.
 """
 
 import logging
+import os
 import time
 
 from mpi4py import MPI
 
 from paracel import protocol
+from paracel.server import checkpoint
 from paracel.server.store import MISSING, Store
 from paracel.waiting import Backoff
 
@@ -50,6 +52,7 @@ class Server:
             "read": self._read, "read_rows": self._read_rows, "write": self._write, "update": self._update,
             "contains": self._contains, "remove": self._remove, "keys": self._keys,
             "fence": self._fence, "done": self._done, "stats": self._stats,
+            "checkpoint": self._checkpoint,
         }
 
     def serve(self):
@@ -109,6 +112,11 @@ class Server:
 
     def _fence(self, source, keys, arg, specs):
         self._reply(source)
+
+    def _checkpoint(self, source, keys, folder, specs):
+        path = os.path.join(folder, f"server-{self.server_id}.h5")
+        checkpoint.write_table(path, self.store.table)
+        self._reply(source, path)
 
     def _done(self, source, keys, arg, specs):
         self.finished.add(source)
