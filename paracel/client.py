@@ -25,6 +25,11 @@ from paracel.waiting import Backoff, wait_for
 _NO_DEFAULT = object()
 
 
+class UpdateRejected(RemoteError, UserError):
+    """A server refused an update as the user's mistake (e.g. a shape that
+    does not fit the stored block): reported as one line, exit 2."""
+
+
 class Handle:
     """Completion handle of an asynchronous update (ps-lite's timestamp).
 
@@ -256,12 +261,19 @@ class Client:
         return data, values
 
     def _check(self):
-        """Raise the failures servers reported, once every reply is in."""
+        """Raise the failures servers reported, once every reply is in.
+
+        Updates refused as the user's mistake (a delta that does not fit the
+        stored block) raise :class:`UpdateRejected`, a user error; any other
+        failure of an update function raises :class:`RemoteError` with the
+        server's traceback.
+        """
         if self._errors:
-            (server, first), count = self._errors[0], len(self._errors)
-            self._errors = []
-            raise RemoteError(f"server {server} reported {count} failed update(s); "
-                              f"the first:\n{first}")
+            errors, self._errors = self._errors, []
+            server, (user, first) = errors[0]
+            cls = UpdateRejected if all(user for _, (user, _) in errors) else RemoteError
+            raise cls(f"server {server} reported {len(errors)} failed update(s); "
+                      f"the first: {first}")
 
     @staticmethod
     def _missing(keys, default):

@@ -237,3 +237,19 @@ class UserDataError(paracel.Algorithm):
 
 if os.environ.get("PARACEL_TEST_BREAK_SERVER"):
     Store.keys = _broken_keys
+
+
+class MisfitUpdate(paracel.Algorithm):
+    """Push a delta whose shape or dtype does not fit the stored block."""
+
+    parameters = {"misfit": paracel.Param(str, "shape", "what does not fit",
+                                          choices=("shape", "dtype", "key"))}
+
+    def solve(self):
+        self.write("w", np.zeros(4, dtype=np.int64))
+        if self.misfit == "shape":
+            self.bupdate("w", np.ones(3, dtype=np.int64))
+        elif self.misfit == "dtype":
+            self.bupdate("w", np.full(4, 0.5))
+        else:
+            self.write(3.5, 1.0)

@@ -35,3 +35,16 @@ def test_user_error_on_a_worker_is_one_line_exit_2(run_job):
     assert result.seconds < 20
     assert "paracel: error: [worker 0] data.txt:7: expected 3 fields, got 2" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("misfit,message", [
+    ("shape", "failed on key 'w': delta of shape (3,) does not fit the stored value of shape (4,)"),
+    ("dtype", "failed on key 'w': delta does not fit the stored block of dtype int64"),
+    ("key", "key 3.5 has unsupported type float"),
+])
+def test_misfit_updates_and_bad_keys_are_user_errors(run_job, misfit, message):
+    result = run_job("mpi_algos:MisfitUpdate", processes=2, servers=1, timeout=60,
+                     params={"misfit": misfit})
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -345,7 +345,8 @@ def test_store_update_reports_traceback_and_updates_other_keys():
     store.write(["a", "b", "c"], [1, 10, 100])
     errors = store.update(name, ["a", "b", "c", "d"], [1, -5, 2, 3])
     assert len(errors) == 1
-    report = errors[0]
+    user, report = errors[0]
+    assert not user
     assert repr(name) in report and "'b'" in report
     assert "negative delta -5" in report
     assert "Traceback" in report and "ValueError" in report
@@ -367,7 +368,8 @@ def test_store_update_user_error_keeps_old_value():
     block = np.zeros(3, dtype=np.int64)
     store.write(["k"], [block])
     errors = store.update("add", ["k"], [np.full(3, 0.5)])
-    assert len(errors) == 1 and "UserError" in errors[0] and "int64" in errors[0]
+    assert errors == [(True, errors[0][1])] and "int64" in errors[0][1]
+    assert "Traceback" not in errors[0][1]
     assert store.read(["k"])[0] is block
     np.testing.assert_array_equal(block, 0)
 

@@ -9,6 +9,7 @@ import traceback
 
 import numpy as np
 
+from paracel.errors import UserError
 from paracel.server import updates
 
 MISSING = ("@missing",)
@@ -34,10 +35,12 @@ class Store:
 
         Returns
         -------
-        list of str
-            One report per key whose update failed (with the traceback); the
-            other keys are updated all the same, and a failed key keeps its
-            old value.
+        list of (bool, str)
+            One ``(is_user_error, report)`` per key whose update failed: a
+            :class:`paracel.errors.UserError` (a delta that does not fit the
+            stored block, say) gives its message; anything else the traceback.
+            The other keys are updated all the same, and a failed key keeps
+            its old value.
         """
         fn = updates.lookup(fn_name)
         errors = []
@@ -90,5 +93,8 @@ def _nbytes(value):
 
 
 def _failure(fn_name, key, error):
+    head = f"update function {fn_name!r} failed on key {key!r}: {error}"
+    if isinstance(error, UserError):
+        return True, head
     trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return f"update function {fn_name!r} failed on key {key!r}: {error}\n{trace}"
+    return False, f"{head}\n{trace}"
