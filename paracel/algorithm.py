@@ -48,6 +48,13 @@ class Algorithm:
     summary = ""
     parameters = {}
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        clashes = sorted(name for name in cls.parameters if hasattr(Algorithm, name))
+        if clashes:
+            raise TypeError(f"{cls.__qualname__}: parameter name(s) {', '.join(clashes)} "
+                            "would hide paracel.Algorithm attributes; rename them")
+
     def __init__(self, **params):
         for name, value in config.check_params(params, type(self).parameters).items():
             setattr(self, name, value)
