@@ -209,14 +209,15 @@ def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.
         high = comm.allreduce(high, op=MPI.MAX)
     if zero_based == "auto":
         zero_based = low == 0
-    if not zero_based:
+    if not zero_based and high >= 0:
         if low == 0:
             raise DataError(f"{files[0]}...: feature index 0 found but zero_based is false")
         indices = indices - 1
         high -= 1
-    width = high + 1 if n_features is None else n_features
+    width = max(high + 1, 0) if n_features is None else n_features
     if indices.size and indices.max() >= width:
-        raise DataError(f"feature index {int(indices.max())} is beyond n_features={width}")
+        raise DataError(f"{files[0]}...: feature index {int(indices.max())} is beyond "
+                        f"n_features={width}")
     X = scipy.sparse.csr_matrix((values.astype(dtype), indices, indptr),
                                 shape=(len(labels), width))
     return labels, X, skipped
