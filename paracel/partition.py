@@ -70,6 +70,8 @@ def key_bytes(key):
 def _encode(part, key, out):
     """Append the tagged, length-prefixed encoding of ``part`` to ``out``."""
     kind = type(part)
+    if kind is not str and kind is not int and kind is not tuple:
+        part, kind = _plain_part(part)
     if kind is str:
         data = part.encode("utf-8", "surrogatepass")
         out += (_TAG_STR, len(data).to_bytes(8, "big"), data)
@@ -85,6 +87,16 @@ def _encode(part, key, out):
         raise UserError(
             "key %r%s has unsupported type %s; keys are str, int, or tuples "
             "of str/int" % (part, where, kind.__name__))
+
+
+def _plain_part(part):
+    """numpy strings and integers count as ``str`` and ``int`` (they compare
+    and hash equal to them); anything else keeps its type and is refused."""
+    if isinstance(part, str):
+        return str(part), str
+    if isinstance(part, np.integer):
+        return int(part), int
+    return part, type(part)
 
 
 def stable_hash(key):

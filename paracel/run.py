@@ -302,6 +302,7 @@ def _run_role(topology, job, algorithm, resume):
 
 
 def _abort(world, message, code):
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # being torn down is no news now
     sys.stderr.write(message)
     sys.stderr.flush()
     time.sleep(0.2)  # let the message reach mpiexec before the job is torn down

@@ -49,12 +49,19 @@ def test_key_bytes_is_a_pure_function_of_the_key():
 
 @pytest.mark.parametrize("key, type_name", [
     (3.5, "float"), (b"ab", "bytes"), (["a"], "list"), (None, "NoneType"),
-    (True, "bool"), (("a", 2.0), "float"), (np.int64(3), "int64")])
+    (True, "bool"), (("a", 2.0), "float"), (np.float64(3), "float64"),
+    (np.bool_(True), "bool")])
 def test_unsupported_key_types_are_user_errors_naming_the_type(key, type_name):
     with pytest.raises(UserError, match="unsupported type %s;" % type_name):
         key_bytes(key)
     with pytest.raises(UserError, match=type_name):
         Ring(2).server_of(key)
+
+
+def test_numpy_strings_and_integers_are_the_same_keys_as_python_ones():
+    assert key_bytes(np.str_("w")) == key_bytes("w")
+    assert key_bytes(("m", np.int64(3))) == key_bytes(("m", 3))
+    assert Ring(3).server_of(np.int32(7)) == Ring(3).server_of(7)
 
 
 def test_mapping_is_the_same_in_processes_with_other_hash_seeds():

@@ -35,7 +35,7 @@ def _h5py():
 
 def key_to_text(key):
     """A table key as JSON text (tuples become lists)."""
-    return json.dumps(key if not isinstance(key, tuple) else _listify(key))
+    return json.dumps(key if not isinstance(key, tuple) else _listify(key), default=int)
 
 
 def _listify(key):

@@ -123,4 +123,14 @@ class Server:
 
     def _stats(self, source, keys, arg, specs):
         self._reply(source, {"keys": len(self.store.table), "nbytes": self.store.nbytes(),
-                             "requests": self.requests, "busy_seconds": self.busy_seconds})
+                             "requests": self.requests, "busy_seconds": self.busy_seconds,
+                             "rss_bytes": resident_bytes()})
+
+
+def resident_bytes():
+    """This process's resident memory (Linux ``/proc``; 0 where unknown)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
