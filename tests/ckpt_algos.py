@@ -1,7 +1,8 @@
 """A resumable test algorithm, and pid files so a test can kill any rank.
 
 Imported on every rank (job key ``modules``); when ``PARACEL_TEST_PIDS`` names
-a folder, each rank writes ``<world rank>.pid`` there on import.
+a folder, each MPI rank writes ``<world rank>.pid`` there on import (the
+launcher that relaunches under mpiexec writes none).
 """
 
 import os
@@ -11,8 +12,8 @@ import numpy as np
 
 import paracel
 
-if os.environ.get("PARACEL_TEST_PIDS"):
-    _rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK", "x"))
+_rank = os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK"))
+if os.environ.get("PARACEL_TEST_PIDS") and _rank is not None:
     with open(os.path.join(os.environ["PARACEL_TEST_PIDS"], f"{_rank}.pid"), "w") as _f:
         _f.write(str(os.getpid()))
 
