@@ -493,7 +493,7 @@ class Algorithm:
 
         runtime = self._runtime
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
-                         runtime.skipped], dtype=np.float64)
+                         runtime.skipped, runtime.client.comm_seconds], dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
         if self.worker_id != 0:
@@ -511,6 +511,7 @@ class Algorithm:
                 "solve_seconds": float(every[:, 0].max()),
                 "per_worker_solve_seconds": every[:, 0].tolist(),
                 "per_worker_clock_wait_seconds": every[:, 1].tolist(),
+                "per_worker_comm_seconds": every[:, 4].tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
             },
             "server_stats": server_stats,

@@ -10,10 +10,15 @@ worker's requests in the order they were sent, so a single *fence* round trip
 proves that everything sent before it has been applied; :meth:`Client.flush`
 fences every server that has unfenced writes, and a :class:`Handle` fences
 only the servers its update went to, and only if no later fence already did.
+Time spent sending and waiting for replies accumulates in ``comm_seconds``
+(the "communicating" share of a worker's time).
+
 An update function that failed on the server is reported with the next reply
 that server sends this worker (a fence, a read, ...), as a
 :class:`paracel.errors.RemoteError` carrying the server's traceback.
 """
+
+import time
 
 import numpy as np
 
@@ -68,6 +73,7 @@ class Client:
         self._fenced = [0] * len(server_ranks)
         self.backoff = Backoff()
         self._errors = []
+        self.comm_seconds = 0.0
 
     # -- reading -----------------------------------------------------------
 
@@ -244,13 +250,16 @@ class Client:
         self._check()
 
     def _post(self, server, op, keys, arg=None, values=()):
+        start = time.perf_counter()
         protocol.send(self.comm, self.server_ranks[server], (op, keys, arg), values)
+        self.comm_seconds += time.perf_counter() - start
 
     def _call(self, server, op, keys, arg=None, out=None):
         self._post(server, op, keys, arg)
         return self._receive(server, out)
 
     def _receive(self, server, out=None):
+        start = time.perf_counter()
         rank = self.server_ranks[server]
         self.backoff.reset()
         message = wait_for(lambda: self.comm.improbe(rank, protocol.TAG_REPLY), self.backoff)
@@ -258,6 +267,7 @@ class Client:
         values = protocol.receive_payload(self.comm, rank, specs,
                                           protocol.TAG_REPLY_DATA, out)
         self._errors.extend((server, error) for error in errors)
+        self.comm_seconds += time.perf_counter() - start
         return data, values
 
     def _check(self):

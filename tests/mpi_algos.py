@@ -96,15 +96,15 @@ class Totals(paracel.Algorithm):
     """Every worker adds 1 to one hot key and to each of many keys, ``repeats`` times."""
 
     parameters = {"repeats": paracel.Param(int, 2000, "updates per worker per key set"),
-                  "keys": paracel.Param(int, 100, "how many keys in the many-key set")}
+                  "key_count": paracel.Param(int, 100, "how many keys in the many-key set")}
 
     def solve(self):
         for i in range(self.repeats):
             self.update("hot", 1, "add")
-            self.update(("many", i % self.keys), 1, "add")
+            self.update(("many", i % self.key_count), 1, "add")
         self.sync()
         hot = self.read("hot")
-        many = self.read_multi([("many", k) for k in range(self.keys)])
+        many = self.read_multi([("many", k) for k in range(self.key_count)])
         _dump(self, "totals", {"hot": hot, "many": many})
         return {"hot": hot, "many_total": sum(many)}
 

@@ -37,7 +37,7 @@ def test_every_verb(run_job, processes, servers):
 def test_concurrent_adds_are_exact(run_job, processes, servers):
     repeats, keys = 2000, 100
     result = run_job("mpi_algos:Totals", processes=processes, servers=servers,
-                     params={"repeats": repeats, "keys": keys}, timeout=240)
+                     params={"repeats": repeats, "key_count": keys}, timeout=240)
     assert_ok(result)
     workers = processes - servers
     assert workers == 7
