@@ -5,5 +5,6 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 """
 
 BUNDLED = {
+    "pagerank": "paracel.algorithms.pagerank:PageRank",
     "wc": "paracel.algorithms.wc:WordCount",
 }

@@ -1,0 +1,84 @@
+"""Helpers shared by the benchmarks: table printing and machine-load accounting.
+
+Benchmarks run on a small shared machine (2 cores, oversubscribed), so every
+benchmark also reports how much CPU *other* processes used while it ran:
+a ratio measured while something else was eating the cores is not worth much.
+"""
+
+import os
+import resource
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def print_table(title, header, rows):
+    """Print ``rows`` under ``header`` as a fixed-width, right-aligned table.
+
+    Parameters
+    ----------
+    title : str
+        A line printed above the table.
+    header : list of str
+        Column names.
+    rows : list of list
+        Cells; anything ``str()`` can show.
+    """
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    print(f"\n{title}")
+    for line in [header, ["-" * width for width in widths], *rows]:
+        print("  ".join(str(cell).rjust(width) for cell, width in zip(line, widths)))
+
+
+def machine_cpu_seconds():
+    """CPU seconds used by every process on the machine since boot (``/proc/stat``).
+
+    Returns
+    -------
+    float
+        user + nice + system + irq + softirq + steal time over all cores.
+    """
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = handle.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
+def own_cpu_seconds():
+    """CPU seconds (user + system) used by this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid):
+    """CPU seconds (utime + stime) of process ``pid`` from ``/proc/PID/stat``.
+
+    Returns
+    -------
+    float or None
+        ``None`` if the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            text = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def other_load_line(machine_seconds, own_seconds, wall_seconds):
+    """A sentence on how many cores processes outside the benchmark used.
+
+    Parameters
+    ----------
+    machine_seconds : float
+        Machine-wide CPU seconds used during the run.
+    own_seconds : float
+        CPU seconds the benchmark's own processes used during the run.
+    wall_seconds : float
+        The run's wall-clock duration.
+    """
+    other = max(0.0, machine_seconds - own_seconds) / wall_seconds
+    note = "" if other < 0.25 else "  (the machine was shared: treat ratios with care)"
+    return (f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
+            f"other processes used {other:.2f} cores during the run{note}")
