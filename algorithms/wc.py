@@ -2,12 +2,16 @@
 
 Each worker counts the words of its share of the input locally, then pushes
 its counts to the servers in one batched ``add`` per server; after a
-``sync`` every count is complete. Each worker then reads back a slice of the
-vocabulary, writes it, and sends its local top-k to worker 0, which merges
-them into the global top-k.
+``sync`` every count is complete. Every word has an owner worker (a stable
+hash of the word): workers send each owner the words they saw (one
+``alltoall``), each owner reads back the global counts of its words, writes
+them, and sends its local top-k to worker 0, which merges them into the
+global top-k. No worker ever lists the whole vocabulary.
 
-Input: UTF-8 text files. Words are maximal runs of letters, digits and
-apostrophes, lower-cased unless ``lower`` is false.
+Input: UTF-8 text files (a file, folder, glob or list). A word is a run of
+letters and digits, with inner apostrophes kept (``don't``); underscores and
+other punctuation separate words. Words are lower-cased unless ``lower`` is
+false.
 
 Output: ``OUTPUT/wc_<worker_id>`` with ``word\\tcount`` lines (every word
 exactly once over all workers) and ``OUTPUT/topk.txt`` with the ``topk`` most
@@ -20,9 +24,9 @@ import re
 from collections import Counter
 
 import paracel
-from paracel.io.lines import iter_lines
+from paracel.partition import stable_hash
 
-WORD = re.compile(r"[\w']+")
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 PREFIX = "wc"
 
 
@@ -40,8 +44,8 @@ class WordCount(paracel.Algorithm):
         if counts:
             self.update_multi({(PREFIX, word): n for word, n in counts.items()}, "add")
         self.sync()
-        mine = self.my_slice()
-        self.write_counts(mine)
+        mine = self.owned_counts(counts)
+        self.dump("wc_", sorted(mine.items()))
         parts = self.comm.gather((_top(mine, self.topk), len(mine), sum(mine.values())), root=0)
         if self.worker_id != 0:
             return {}
@@ -54,28 +58,26 @@ class WordCount(paracel.Algorithm):
     def count_share(self):
         """This worker's word counts over its share of the input."""
         counts = Counter()
-        for _, _, line in iter_lines(self.input_files, self.worker_id, self.num_workers):
-            counts.update(WORD.findall(line.lower() if self.lower else line))
+        self.for_each_line(
+            lambda line: counts.update(WORD.findall(line.lower() if self.lower else line)))
         return counts
 
-    def my_slice(self):
-        """This worker's slice of the vocabulary, with the global counts."""
-        keys = sorted(key for key in self.keys(PREFIX) if key[0] == PREFIX)
-        keys = keys[self.worker_id::self.num_workers]
-        return {key[1]: count for key, count in zip(keys, self.read_multi(keys))}
-
-    def write_counts(self, counts):
-        """``OUTPUT/wc_<id>``: one ``word\\tcount`` line per word of this slice."""
-        path = os.path.join(self.output, f"wc_{self.worker_id}")
-        with open(path, "w", encoding="utf-8") as handle:
-            for word in sorted(counts):
-                handle.write(f"{word}\t{counts[word]}\n")
+    def owned_counts(self, counts):
+        """The global counts of the words this worker owns."""
+        outgoing = [[] for _ in range(self.num_workers)]
+        for word in counts:
+            outgoing[stable_hash(word) % self.num_workers].append(word)
+        owned = sorted({word for words in self.comm.alltoall(outgoing) for word in words})
+        values = self.read_multi([(PREFIX, word) for word in owned])
+        return dict(zip(owned, values))
 
     def write_top(self, best):
         """``OUTPUT/topk.txt``: the global top-k."""
-        with open(os.path.join(self.output, "topk.txt"), "w", encoding="utf-8") as handle:
+        path = os.path.join(self.output, "topk.txt")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
             for word, count in best:
                 handle.write(f"{word}\t{count}\n")
+        os.replace(path + ".tmp", path)
 
 
 def _top(counts, k):

@@ -10,7 +10,7 @@ temporary folder.
    launch to exit; its ``solve_seconds`` (slowest worker) comes from
    ``metrics.json``.
 2. The reference, in this process: ``Counter`` over
-   ``re.findall(r"[\\w']+", text.lower())`` of every file, and the top 10 by
+   ``re.findall(r"[^\\W_]+(?:'[^\\W_]+)*", text.lower())`` of every file, and the top 10 by
    (count descending, word), timed from reading the files to the top-k.
 
 Printed: the wall times and their ratio, distinct and total words and the
@@ -37,7 +37,7 @@ import sklearn
 
 from _common import machine_cpu_seconds, other_load_line, print_table
 
-WORD = re.compile(r"[\w']+")
+WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 TOPK = 10
 
 

@@ -61,6 +61,15 @@ class Algorithm:
         self.metrics_ = {}
         self.history_ = []
 
+    def check_job(self, job):
+        """Refuse job settings this algorithm cannot work with (override).
+
+        Called before any process starts, with the validated
+        :class:`paracel.config.Job` (``job.staleness``, ``job.servers``, ...);
+        raise :class:`paracel.ConfigError` naming the key to stop the job
+        with exit 2.
+        """
+
     def get_params(self):
         """The parameters this instance was made with."""
         return {name: getattr(self, name) for name in type(self).parameters}
@@ -480,6 +489,8 @@ class Algorithm:
         result = self.solve()
         if isinstance(result, dict):
             self.metrics_.update(result)
+        if runtime.pending and self.worker_id == 0:  # reported after the last clock
+            self.history_.append({"clock": self.clock, **runtime.pending})
         if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
             self._checkpoint(self.clock)
         solve_seconds = time.perf_counter() - runtime.started

@@ -33,7 +33,8 @@ class DistMatrix:
     dtype : numpy dtype
         Element type of dense blocks.
     block_rows : int, optional
-        Rows per block; by default about 1 MiB of dense data per block.
+        Rows per block; by default about 1 MiB of dense data per block, and
+        small enough that every server gets several blocks.
     sparse : bool
         Store blocks as ``csr_matrix`` (2-D only).
     """
@@ -50,7 +51,8 @@ class DistMatrix:
             raise UserError(f"matrix {name!r}: a sparse matrix needs shape (rows, cols)")
         self.sparse = sparse
         row_bytes = self.dtype.itemsize * (self.shape[1] if len(self.shape) == 2 else 1)
-        self.block_rows = int(block_rows or max(1, DEFAULT_BLOCK_BYTES // max(row_bytes, 1)))
+        self.block_rows = int(block_rows or _default_block_rows(
+            self.shape[0], row_bytes, len(client.server_ranks)))
         if self.block_rows < 1:
             raise UserError(f"matrix {name!r}: block_rows must be >= 1")
         self.num_blocks = -(-self.shape[0] // self.block_rows)
@@ -200,6 +202,14 @@ class DistMatrix:
         blocks = range(self.num_blocks) if blocks is None else blocks
         self.client.write_multi({self.block_key(b): _slice(array, *self.block_range(b))
                                  for b in blocks})
+
+
+def _default_block_rows(rows, row_bytes, servers):
+    """At most 1 MiB per block, and at least 8 blocks per server when the
+    matrix has the rows for it, so no server sits idle."""
+    by_size = DEFAULT_BLOCK_BYTES // max(row_bytes, 1)
+    by_spread = -(-rows // (8 * servers))
+    return max(1, min(by_size, by_spread))
 
 
 def _slice(array, start, stop):

@@ -137,6 +137,7 @@ def prepare(args):
     try:
         cls = resolve(job.algorithm, job_dir)
         algorithm = cls(**job.params)
+        algorithm.check_job(job)
     except ConfigError as error:
         raise ConfigError(f"{args.job}: {error}") from None
     job.values["params"] = algorithm.get_params()
@@ -335,7 +336,9 @@ def main(argv=None):
         resume = find_resume(job, processes - job.servers) if args.resume else None
     except UserError as error:
         if world_rank() == 0:
-            print(f"paracel: error: {error}", file=sys.stderr)
+            print(f"paracel: error: {error}", file=sys.stderr, flush=True)
+        elif size is not None:
+            time.sleep(1.0)  # let rank 0's message out before mpiexec reaps the job
         return EXIT_USER_ERROR
     if size is None:
         return relaunch(job, argv)

@@ -30,7 +30,9 @@ def write_job(tmp_path, **job):
 def test_list_names_bundled_algorithms():
     code, out, err, _ = paracel_run("--list")
     assert code == 0, err
-    assert out.split()[0] == "wc" and "word count" in out
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == sorted(names) and "wc" in names and "pagerank" in names
+    assert "word count with top-k" in out
 
 
 def test_describe_shows_parameters():
@@ -51,7 +53,7 @@ def test_describe_unknown_algorithm_exits_2():
     ({"algorithm": "wc", "servers": "two"}, "servers: expected int >= 1, got str 'two'"),
     ({"algorithm": "wc", "staleness": -1}, "staleness: -1 is below the minimum 0"),
     ({"servers": 1}, "missing required key 'algorithm'"),
-    ({"algorithm": "nope"}, "unknown algorithm 'nope'; bundled: wc"),
+    ({"algorithm": "nope"}, "unknown algorithm 'nope'; bundled: "),
     ({"algorithm": "wc", "input": "missing.txt"}, "no such file or folder"),
     ({"algorithm": "wc", "input": "*.nothing"}, "matches no file"),
     ({"algorithm": "wc", "params": {"topk": 0}}, "params.topk: 0 is below the minimum 1"),
