@@ -5,6 +5,8 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 """
 
 BUNDLED = {
+    "kmeans": "paracel.algorithms.kmeans:KMeans",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
+    "sim": "paracel.algorithms.sim:CosineSimilarity",
     "wc": "paracel.algorithms.wc:WordCount",
 }

@@ -148,6 +148,11 @@ class Algorithm:
         return self._runtime.job.input
 
     @property
+    def job_dir(self):
+        """The job file's folder (resolve path parameters against it)."""
+        return os.path.dirname(self._runtime.job.path)
+
+    @property
     def input_files(self):
         """The input expanded to a sorted list of files."""
         return config.input_files(self._runtime.job.input)
@@ -411,6 +416,13 @@ class Algorithm:
         every = (runtime.job.checkpoint or {}).get("every")
         if every and clock % every == 0:
             self._checkpoint(clock)
+
+    def finish_clock(self):
+        """Leave the clock table early: this worker will call ``iter_commit``
+        no more, and never holds the others back again (e.g. it converged).
+        ``solve()`` returning does this too."""
+        self._runtime.client.flush()
+        self._runtime.clock.finish()
 
     def report(self, **metrics):
         """Record metrics (e.g. ``loss=0.3``): logged with the next clock, and

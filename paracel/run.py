@@ -35,6 +35,12 @@ EXIT_TERMINATED = 143
 OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "^ucx"}
 
 
+#: Thread-count variables of the BLAS libraries numpy may use. Ranks already
+#: outnumber cores, so each rank computes on one thread (unless the user's
+#: environment says otherwise): spare BLAS threads only spin.
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 @dataclass
 class Runtime:
     """What a worker's :class:`paracel.Algorithm` runs with."""
@@ -210,6 +216,8 @@ def mpiexec_command(mpiexec, processes):
     """The launch command and environment for this MPI implementation."""
     version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
     env = dict(os.environ)
+    for name in BLAS_THREADS:
+        env.setdefault(name, "1")
     command = [mpiexec, "-n", str(processes)]
     if "Open MPI" in version or "OpenRTE" in version:
         command.insert(1, "--oversubscribe")

