@@ -409,13 +409,28 @@ class Algorithm:
         """End this worker's clock: flush updates, advance the clock, and wait
         until the slowest worker is within the staleness bound."""
         runtime = self._runtime
+        self._straggle()
         runtime.client.flush()
         clock = runtime.clock.commit()
+        runtime.clock_started = time.perf_counter()
         if self.worker_id == 0:
             self._progress(clock)
         every = (runtime.job.checkpoint or {}).get("every")
         if every and clock % every == 0:
             self._checkpoint(clock)
+
+    def _straggle(self):
+        """Benchmark-only straggler: with ``PARACEL_STRAGGLER="W:F"`` in the
+        environment, worker W takes F times as long over each clock (it
+        sleeps F - 1 times the clock's elapsed time before committing)."""
+        spec = os.environ.get("PARACEL_STRAGGLER")
+        if not spec:
+            return
+        worker, _, factor = spec.partition(":")
+        if int(worker) == self.worker_id:
+            runtime = self._runtime
+            elapsed = time.perf_counter() - (runtime.clock_started or runtime.started)
+            time.sleep(max(0.0, (float(factor) - 1.0) * elapsed))
 
     def finish_clock(self):
         """Leave the clock table early: this worker will call ``iter_commit``

@@ -52,6 +52,7 @@ class Runtime:
     resume: str = None
     last_checkpoint: int = None
     started: float = 0.0
+    clock_started: float = None
     skipped: int = 0
     pending: dict = field(default_factory=dict)
 
