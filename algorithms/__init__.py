@@ -6,6 +6,7 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 
 BUNDLED = {
     "kmeans": "paracel.algorithms.kmeans:KMeans",
+    "lda": "paracel.algorithms.lda:LDA",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
     "wc": "paracel.algorithms.wc:WordCount",

@@ -133,8 +133,8 @@ class KMeans(paracel.Algorithm):
         "tol": paracel.Param(float, 1e-4, "stop when the summed squared center shift is at "
                              "most tol x the mean feature variance", low=0.0),
         "init_centers": paracel.Param(str, None, "file of k initial centers, one per line "
-                                      "(relative to the current folder); null: k-means++",
-                                      nullable=True),
+                                      "(relative to the job file); null: k-means++",
+                                      nullable=True, path=True),
         "n_init": paracel.Param(int, 1, "k-means++ runs, the lowest final inertia wins "
                                 "(ignored with init_centers)", low=1),
         "n_local_trials": paracel.Param(int, None, "k-means++ candidates per step; "

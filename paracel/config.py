@@ -43,6 +43,9 @@ class Param:
         Inclusive bounds for numbers.
     nullable : bool
         Whether ``null`` is allowed.
+    path : bool
+        A file or folder: a relative value is resolved against the job file's
+        folder, like ``input``.
     """
 
     type: Any
@@ -52,6 +55,7 @@ class Param:
     low: float = None
     high: float = None
     nullable: bool = False
+    path: bool = False
 
     def check(self, where, value):
         """Return ``value`` if it is allowed here, else raise ConfigError.
@@ -258,6 +262,13 @@ def check_params(params, schema, where="params"):
         else:
             values[name] = copy.deepcopy(param.default)  # never share a mutable default
     return values
+
+
+def resolve_param_paths(params, schema, base):
+    """``params`` with every relative path parameter joined to ``base``."""
+    return {name: os.path.normpath(os.path.join(base, value))
+            if name in schema and schema[name].path and isinstance(value, str) else value
+            for name, value in params.items()}
 
 
 def parse_override(text):

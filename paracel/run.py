@@ -143,7 +143,7 @@ def prepare(args):
         import_module(name, f"modules[{index}]", job_dir)
     try:
         cls = resolve(job.algorithm, job_dir)
-        algorithm = cls(**job.params)
+        algorithm = cls(**config.resolve_param_paths(job.params, cls.parameters, job_dir))
         algorithm.check_job(job)
     except ConfigError as error:
         raise ConfigError(f"{args.job}: {error}") from None

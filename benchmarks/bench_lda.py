@@ -1,0 +1,125 @@
+"""LDA on Reuters: a 4-worker Paracel job against the PyPI ``lda`` package.
+
+The data: the whole of ``lda.datasets.load_reuters()`` (395 documents,
+4258-word vocabulary, 84 010 tokens), written as ``doc_id word_id:count``
+lines to a temporary folder.
+
+1. The job: ``python -m paracel.run JOB -n 5 --servers 1`` (4 workers, 1
+   server; ``--processes``/``--servers``/``--staleness`` change it), 20
+   topics, alpha 0.1, beta 0.01, 100 sweeps, timed from launch to exit; its
+   ``solve_seconds`` (slowest worker) and the sweeps alone (after worker 0's
+   first clock) come from ``metrics.json``.
+2. The reference, in this process: ``lda.LDA(20, n_iter=100, alpha=0.1,
+   eta=0.01).fit(X)`` (Cython, one core) on the same matrix, timed.
+
+Printed: the wall times and their ratio, and the final complete
+log-likelihood ``log p(w, z)`` of each (they are different Gibbs chains, so
+they agree only statistically), and the other load on the machine during the
+job.
+
+Run (from the project folder)::
+
+    .venv/bin/python benchmarks/bench_lda.py [--processes 5] [--servers 1] [--staleness 0]
+"""
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import lda as lda_pkg
+import numpy as np
+import scipy.sparse
+from lda import datasets
+
+from _common import machine_cpu_seconds, other_load_line, print_table
+
+TOPICS, SWEEPS, ALPHA, ETA = 20, 100, 0.1, 0.01
+
+
+def write_reuters(folder):
+    """Reuters in ``folder`` as bag-of-words lines; returns ``(path, X)``."""
+    X = scipy.sparse.csr_matrix(datasets.load_reuters())
+    path = os.path.join(folder, "reuters.bow")
+    with open(path, "w", encoding="ascii") as handle:
+        for d in range(X.shape[0]):
+            row = X[d]
+            handle.write(f"{d} " + " ".join(f"{w}:{c}" for w, c in zip(row.indices, row.data))
+                         + "\n")
+    return path, X
+
+
+def children_cpu_seconds():
+    """CPU seconds of this process's finished children (the job's ranks included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_job(folder, data, vocab_size, args):
+    """Run the job; returns ``(wall seconds, metrics.json, other-load line)``."""
+    job = {"algorithm": "paracel.algorithms.lda:LDA", "input": data, "seed": 1,
+           "staleness": args.staleness, "output": os.path.join(folder, "out"),
+           "params": {"topics": TOPICS, "iterations": SWEEPS, "alpha": ALPHA, "beta": ETA,
+                      "vocab_size": vocab_size}}
+    path = os.path.join(folder, "job.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(job, handle)
+    command = [sys.executable, "-m", "paracel.run", path, "-n", str(args.processes),
+               "--servers", str(args.servers), "--overwrite"]
+    machine, own, start = machine_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
+    finished = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if finished.returncode != 0:
+        sys.exit(f"the job failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
+    load = other_load_line(machine_cpu_seconds() - machine, children_cpu_seconds() - own, wall)
+    with open(os.path.join(job["output"], "metrics.json"), encoding="utf-8") as handle:
+        return wall, json.load(handle), load
+
+
+def reference(X):
+    """The ``lda`` package on the same matrix: ``(seconds, final log-likelihood)``."""
+    logging.getLogger("lda").setLevel(logging.WARNING)
+    start = time.perf_counter()
+    model = lda_pkg.LDA(TOPICS, n_iter=SWEEPS, alpha=ALPHA, eta=ETA, random_state=1,
+                        refresh=SWEEPS).fit(X)
+    return time.perf_counter() - start, model.loglikelihood()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=5)
+    parser.add_argument("--servers", type=int, default=1)
+    parser.add_argument("--staleness", type=int, default=0)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_lda_") as folder:
+        data, X = write_reuters(folder)
+        wall, metrics, load = run_job(folder, data, X.shape[1], args)
+        ref_seconds, ref_ll = reference(X)
+    result = metrics["metrics"]
+    solve = metrics["timings"]["solve_seconds"]
+    sweeps = solve - metrics["history"][0]["elapsed"]
+    workers = args.processes - args.servers
+    print_table(f"LDA of Reuters ({result['documents']} documents, {result['tokens']} tokens, "
+                f"V = {result['vocab_size']}), K = {TOPICS}, {SWEEPS} sweeps, "
+                f"staleness {args.staleness}",
+                ["run", "seconds", "vs lda package", "final log p(w, z)", "per token"],
+                [[f"paracel job, {workers} workers + {args.servers} server(s), wall",
+                  f"{wall:.2f}", f"{wall / ref_seconds:.2f}x", f"{result['loglik']:.1f}",
+                  f"{result['loglik_per_token']:.4f}"],
+                 ["  its solve() (slowest worker)", f"{solve:.2f}",
+                  f"{solve / ref_seconds:.2f}x", "", ""],
+                 [f"  its sweeps 2..{SWEEPS}", f"{sweeps:.2f}", f"{sweeps / ref_seconds:.2f}x",
+                  "", ""],
+                 ["lda package (Cython, 1 core)", f"{ref_seconds:.2f}", "1.00x",
+                  f"{ref_ll:.1f}", f"{ref_ll / np.asarray(X.sum()):.4f}"]])
+    print(f"\nlog-likelihood: paracel / lda package = {result['loglik'] / ref_ll:.4f}")
+    print(load)
+
+
+if __name__ == "__main__":
+    main()
