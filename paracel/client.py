@@ -21,11 +21,12 @@ that server sends this worker (a fence, a read, ...), as a
 import time
 
 import numpy as np
+from mpi4py import MPI
 
 from paracel import protocol
 from paracel.errors import RemoteError, UserError
 from paracel.server import updates
-from paracel.waiting import Backoff, wait_for
+from paracel.waiting import Backoff
 
 _NO_DEFAULT = object()
 
@@ -92,8 +93,7 @@ class Client:
             shape); it is also what is returned.
         """
         server = self.ring.server_of(key)
-        present, values = self._call(server, "read", [key], out=out)
-        self._check()
+        present, values = self._exchange([(server, "read", [key], None, ())], out)[server]
         if not present[0]:
             return self._missing([key], default)
         value = values[0]
@@ -106,24 +106,9 @@ class Client:
         """Values of many keys, in order: one message to each server involved."""
         keys = list(keys)
         groups = self.ring.group(keys)
-        for server, positions in groups.items():
-            self._post(server, "read", [keys[i] for i in positions])
-        result = [None] * len(keys)
-        missing = []
-        for server, positions in groups.items():
-            present, values = self._receive(server)
-            found = iter(values)
-            for position, here in zip(positions, present):
-                if here:
-                    result[position] = next(found)
-                elif default is _NO_DEFAULT:
-                    missing.append(keys[position])
-                else:
-                    result[position] = default
-        self._check()
-        if missing:
-            self._missing(missing, default)
-        return result
+        replies = self._exchange([(server, "read", [keys[i] for i in positions], None, ())
+                                  for server, positions in groups.items()])
+        return self._scatter(keys, groups, replies, default)
 
     def read_rows(self, keys, rows):
         """``value[rows[i]]`` of each key's stored block: only those rows travel.
@@ -137,47 +122,27 @@ class Client:
         """
         keys = list(keys)
         groups = self.ring.group(keys)
-        for server, positions in groups.items():
-            self._post(server, "read_rows", [keys[i] for i in positions], None,
-                       [np.asarray(rows[i], dtype=np.int64) for i in positions])
-        result = [None] * len(keys)
-        missing = []
-        for server, positions in groups.items():
-            present, values = self._receive(server)
-            found = iter(values)
-            for position, here in zip(positions, present):
-                if here:
-                    result[position] = next(found)
-                else:
-                    missing.append(keys[position])
-        self._check()
-        if missing:
-            self._missing(missing, _NO_DEFAULT)
-        return result
+        replies = self._exchange([
+            (server, "read_rows", [keys[i] for i in positions], None,
+             [np.asarray(rows[i], dtype=np.int64) for i in positions])
+            for server, positions in groups.items()])
+        return self._scatter(keys, groups, replies, _NO_DEFAULT)
 
     def contains(self, key):
         """Whether ``key`` is stored."""
-        present = self._call(self.ring.server_of(key), "contains", [key])[0][0]
-        self._check()
-        return present
+        server = self.ring.server_of(key)
+        return self._exchange([(server, "contains", [key], None, ())])[server][0][0]
 
     def keys(self, prefix=None):
         """Every stored key (optionally those whose name starts with ``prefix``)."""
-        for server in range(len(self.server_ranks)):
-            self._post(server, "keys", [], prefix)
-        found = []
-        for server in range(len(self.server_ranks)):
-            found.extend(self._receive(server)[0])
-        self._check()
-        return found
+        replies = self._everyone("keys", prefix)
+        return [key for server in sorted(replies) for key in replies[server][0]]
 
     def stats(self):
-        """Per-server counters: keys, bytes held, requests served, busy seconds."""
-        for server in range(len(self.server_ranks)):
-            self._post(server, "stats", [])
-        found = [self._receive(server)[0] for server in range(len(self.server_ranks))]
-        self._check()
-        return found
+        """Per-server counters: keys, bytes held, requests served, busy seconds,
+        resident memory."""
+        replies = self._everyone("stats", None)
+        return [replies[server][0] for server in sorted(replies)]
 
     # -- writing -----------------------------------------------------------
 
@@ -203,18 +168,14 @@ class Client:
 
     def remove(self, key):
         """Drop ``key``; returns whether it was there."""
-        removed = self._call(self.ring.server_of(key), "remove", [key])[0]
-        self._check()
-        return bool(removed)
+        server = self.ring.server_of(key)
+        return bool(self._exchange([(server, "remove", [key], None, ())])[server][0])
 
     def checkpoint(self, folder):
         """Have every server write its table into ``folder``; returns the files."""
         self.flush()
-        for server in range(len(self.server_ranks)):
-            self._post(server, "checkpoint", [], folder)
-        files = [self._receive(server)[0] for server in range(len(self.server_ranks))]
-        self._check()
-        return files
+        replies = self._everyone("checkpoint", folder)
+        return [replies[server][0] for server in sorted(replies)]
 
     def flush(self):
         """Return once every write and update sent so far has been applied."""
@@ -242,33 +203,72 @@ class Client:
 
     def _fence(self, servers):
         marks = {server: self._sent[server] for server in servers}
+        self._exchange([(server, "fence", [], None, ()) for server in servers])
         for server in servers:
-            self._post(server, "fence", [])
-        for server in servers:
-            self._receive(server)
             self._fenced[server] = marks[server]
-        self._check()
+
+    def _everyone(self, op, arg):
+        return self._exchange([(server, op, [], arg, ())
+                               for server in range(len(self.server_ranks))])
 
     def _post(self, server, op, keys, arg=None, values=()):
+        """Send a request that gets no reply (blocking: the server is receiving)."""
         start = time.perf_counter()
         protocol.send(self.comm, self.server_ranks[server], (op, keys, arg), values)
         self.comm_seconds += time.perf_counter() - start
 
-    def _call(self, server, op, keys, arg=None, out=None):
-        self._post(server, op, keys, arg)
-        return self._receive(server, out)
+    def _exchange(self, requests, out=None):
+        """Send requests that get replies; return ``{server: (data, values)}``.
 
-    def _receive(self, server, out=None):
+        Requests go out without blocking and replies are taken in the order
+        they arrive, whichever server sends first. Blocking on one server
+        while another waits to reply to us could close a cycle of ranks each
+        waiting on the next (servers send large replies synchronously).
+        """
         start = time.perf_counter()
-        rank = self.server_ranks[server]
+        sends = []
+        for server, op, keys, arg, values in requests:
+            sends += protocol.post(self.comm, self.server_ranks[server], (op, keys, arg),
+                                   values)
+        replies = {}
+        status = MPI.Status()
         self.backoff.reset()
-        message = wait_for(lambda: self.comm.improbe(rank, protocol.TAG_REPLY), self.backoff)
-        (data, errors), specs = message.recv()
-        values = protocol.receive_payload(self.comm, rank, specs,
-                                          protocol.TAG_REPLY_DATA, out)
-        self._errors.extend((server, error) for error in errors)
+        while len(replies) < len(requests):
+            message = self.comm.improbe(MPI.ANY_SOURCE, protocol.TAG_REPLY, status)
+            if message is None:
+                MPI.Request.Testall(sends)
+                self.backoff.pause()
+                continue
+            rank = status.Get_source()
+            (data, errors), specs = message.recv()
+            server = self.server_ranks.index(rank)
+            values = protocol.receive_payload(self.comm, rank, specs,
+                                              protocol.TAG_REPLY_DATA, out)
+            self._errors.extend((server, error) for error in errors)
+            replies[server] = (data, values)
+            self.backoff.reset()
+        MPI.Request.Waitall(sends)
         self.comm_seconds += time.perf_counter() - start
-        return data, values
+        self._check()
+        return replies
+
+    def _scatter(self, keys, groups, replies, default):
+        """Put each server's values back in the order of ``keys``."""
+        result = [None] * len(keys)
+        missing = []
+        for server, positions in groups.items():
+            present, values = replies[server]
+            found = iter(values)
+            for position, here in zip(positions, present):
+                if here:
+                    result[position] = next(found)
+                elif default is _NO_DEFAULT:
+                    missing.append(keys[position])
+                else:
+                    result[position] = default
+        if missing:
+            self._missing(missing, default)
+        return result
 
     def _check(self):
         """Raise the failures servers reported, once every reply is in.

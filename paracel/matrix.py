@@ -150,14 +150,28 @@ class DistMatrix:
         ``fn`` is ``"add"`` (repeated rows accumulate), ``"sub"`` or
         ``"replace"``; only the rows given travel. Returns a handle
         (``wait()`` returns once applied).
+
+        ``fn`` may also name a *row* update function registered with
+        :func:`paracel.update_function` (dense matrices only): it runs on the
+        server as ``fn(block, (local_rows, values))``, where ``values`` holds
+        this push's ``deltas[i]`` for the block's rows (any trailing shape:
+        a vector's push may carry several numbers per row, e.g. a step and a
+        penalty), and returns the new block. That makes a read-modify-write
+        of rows atomic on the server, e.g. a proximal step that must see the
+        other workers' pushes.
         """
         if self.sparse:
             return self._push_sparse(rows, deltas, fn)
         deltas = np.asarray(deltas)
         row_fn = {"add": "add_rows", "sub": "add_rows", "replace": "set_rows"}.get(fn)
         if row_fn is None:
-            raise UserError(f"matrix {self.name!r}: push fn must be 'add', 'sub' or "
-                            f"'replace', got {fn!r}")
+            from paracel.server.updates import lookup
+
+            if not isinstance(fn, str):
+                raise UserError(f"matrix {self.name!r}: push fn must be 'add', 'sub', "
+                                f"'replace' or a registered row update function, got {fn!r}")
+            lookup(fn)  # an unknown name fails here, listing the known ones
+            row_fn = fn
         if fn == "sub":
             deltas = -deltas
         groups = self._group(rows)

@@ -212,6 +212,16 @@ def send(comm, dest, header, values=(), tag=TAG_REQUEST, data_tag=TAG_DATA):
         comm.Send(buffer, dest=dest, tag=data_tag)
 
 
+def post(comm, dest, header, values=()):
+    """Like :func:`send`, but without blocking: returns the requests to
+    complete. ``values`` must stay unchanged until they have."""
+    buffers = []
+    specs = [encode(value, buffers) for value in values]
+    requests = [comm.isend((header, specs), dest=dest, tag=TAG_REQUEST)]
+    requests += [comm.Isend(buffer, dest=dest, tag=TAG_DATA) for buffer in buffers]
+    return requests
+
+
 def receive_payload(comm, source, specs, data_tag=TAG_DATA, out=None):
     """Receive the raw buffers announced by ``specs`` and decode the values."""
     buffers = allocate(specs, out)

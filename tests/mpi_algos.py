@@ -253,3 +253,24 @@ class MisfitUpdate(paracel.Algorithm):
             self.bupdate("w", np.full(4, 0.5))
         else:
             self.write(3.5, 1.0)
+
+
+class CrossReads(paracel.Algorithm):
+    """Every worker pulls many rows from every server at once, many times.
+
+    Requests (row lists) and replies (rows) both exceed MPI's eager limit; a
+    client that blocked on one server while another waited to send it a reply
+    could close a cycle of waiting ranks (seen once in an MF job; the client
+    now takes replies in arrival order).
+    """
+
+    parameters = {"rounds": paracel.Param(int, 100, "pulls per worker")}
+
+    def solve(self):
+        W = self.matrix("W", (200_000, 16), block_rows=20_000, init="constant", value=2.0)
+        rng = self.rng()
+        for _ in range(self.rounds):
+            rows = rng.integers(0, 200_000, 50_000)
+            assert np.all(W.pull(rows) == 2.0)
+            self.read_multi([("x", i) for i in range(3000)], default=0)
+        return {"rounds": self.rounds}

@@ -61,3 +61,12 @@ def test_user_update_function_failure_is_reported(run_job):
     message = json.loads(result.read("failing_0.json"))["message"]
     assert "explode was asked to fail" in message
     assert 'File "' in message and "mpi_algos.py" in message
+
+
+@pytest.mark.parametrize("processes,servers", [(4, 2), (7, 3)])
+def test_concurrent_large_reads_from_several_servers_do_not_deadlock(run_job, processes,
+                                                                     servers):
+    result = run_job("mpi_algos:CrossReads", processes=processes, servers=servers,
+                     params={"rounds": 40}, timeout=90)
+    assert_ok(result)
+    assert result.metrics["metrics"] == {"rounds": 40}
