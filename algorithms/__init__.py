@@ -5,8 +5,9 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 """
 
 BUNDLED = {
-    "kmeans": "paracel.algorithms.kmeans:KMeans",
+    "als": "paracel.algorithms.als:ALS",    "kmeans": "paracel.algorithms.kmeans:KMeans",
     "lda": "paracel.algorithms.lda:LDA",
+    "mf": "paracel.algorithms.mf:MatrixFactorization",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
     "wc": "paracel.algorithms.wc:WordCount",

@@ -1,0 +1,224 @@
+"""Alternating least squares with weighted-λ regularisation (ALS-WR).
+
+Computes
+--------
+User factors ``p_u`` and item factors ``q_i`` (``k`` each) of the model
+``r̂(u, i) = μ + p_u · q_i`` minimising (Zhou et al., 2008)::
+
+    Σ_(u,i) (r − r̂)² + λ (Σ_u n_u |p_u|² + Σ_i n_i |q_i|²)
+
+where ``n_u`` and ``n_i`` count the training ratings of user ``u`` and item
+``i``. ``μ`` is the mean training rating with ``center`` (the default), or 0
+for Zhou's plain ``p_u · q_i``. Each iteration is two exact half-steps: with
+the item factors fixed every user row solves
+``(Q_uᵀ Q_u + λ n_u I) p_u = Q_uᵀ (r_u − μ)`` (``Q_u`` the rows of the items
+``u`` rated), then the items the same way with the new user factors. Item
+factors start uniform in ``[0, init_scale)`` (seeded by the job seed, the
+same for any number of workers and servers); a user or item without training
+ratings keeps its start (users: zero).
+
+For each λ of ``lambdas`` the fit starts afresh from the same item factors
+and runs ``iterations`` iterations; the λ with the lowest validation RMSE
+wins (ties: the first), and its factors are what the output holds.
+
+Parallel scheme
+---------------
+The ratings are loaded twice: by user (``partition="fmap"``: each worker
+holds the ratings of a contiguous block of users) and by item (``"smap"``).
+The factors live on the servers as distributed matrices ``user_factors``
+(``n_users × k``) and ``item_factors`` (``n_items × k``), in row blocks of
+at least 64 KiB (at most 64 blocks each).
+
+User half-step: each worker pulls the item rows its users rated, builds its
+users' ``k × k`` systems at once (a sparse indicator times the items'
+flattened outer products ``q qᵀ``), solves them stacked with
+``np.linalg.solve`` and writes its users' rows (``push(..., "replace")``:
+each row has exactly one writer), then ``iter_commit()``. The item half-step
+is the same on the by-item share, then one evaluation clock: each worker
+writes its squared-error sums (training and validation ratings of its user
+block) and worker 0 reports the RMSEs. So an iteration is three clocks. With
+staleness 0 this is exactly sequential ALS; with a larger bound a half-step
+may read factors one or more half-steps old. After each λ's last iteration
+the workers sync and evaluate the final factors exactly.
+
+Validation split
+----------------
+The ``holdout`` share of the ratings is set aside by a hash of
+``(user id, item id, seed)`` (:func:`paracel.algorithms.mf.heldout_mask`):
+the same ratings for any line order or worker count. They are never trained
+on; their RMSE selects λ.
+
+Input
+-----
+Text lines ``user item rating`` (see :mod:`paracel.io.graph`); a repeated
+``(user, item)`` pair counts as two ratings.
+
+Parameters
+----------
+k : int, default 10
+    Latent factors per user and item.
+iterations : int, default 10
+    Alternations (user half-step, item half-step) per λ.
+lambdas : list of float, default [0.05]
+    The λ values to fit and compare (each > 0).
+center : bool, default True
+    Fit ``r − μ`` (μ the mean training rating) rather than ``r``.
+init_scale : float, default 0.1
+    Item factors start uniform in ``[0, init_scale)``.
+holdout : float, default 0.1
+    Fraction of ratings held out for validation (> 0 with several λ).
+factor_files : bool, default True
+    Also write the text factor files.
+
+Output
+------
+``model.h5``
+    Datasets ``user_factors`` and ``item_factors`` (rows in index order, ids
+    sorted numerically when all are integers, else as text) of the chosen λ;
+    file attributes ``lambda``, ``global_mean`` (the μ used) and ``k``.
+``user_factors_<worker>``, ``item_factors_<worker>``
+    ``id<TAB>f1,...,fk`` lines of the chosen λ's factors.
+``metrics.json``
+    ``best_lambda`` (also as ``lam``), its ``train_rmse`` and
+    ``validation_rmse``, and ``validation_rmse_by_lambda`` /
+    ``train_rmse_by_lambda`` for every λ; per-iteration RMSEs (with ``lam``
+    and ``iteration``) in ``history``.
+"""
+
+import numpy as np
+import scipy.sparse as sp
+
+import paracel
+from paracel.algorithms.mf import RatingsAlgorithm, block_rows
+
+
+def solve_rows(other, rows, cols, values, lam, n_rows):
+    """Weighted-λ least squares for ``n_rows`` rows at once.
+
+    Row ``j`` solves ``(Σ x xᵀ + λ n_j I) f = Σ r x`` over its ratings
+    ``(rows[t] == j, other[cols[t]], values[t])``.
+
+    Parameters
+    ----------
+    other : numpy.ndarray
+        ``(m, k)`` factors of the fixed side.
+    rows, cols : numpy.ndarray of int
+        Each rating's row (``0 .. n_rows-1``) and its row of ``other``.
+    values : numpy.ndarray
+        The ratings (already centred if need be).
+    lam : float
+        λ.
+    n_rows : int
+        How many rows to solve; each must have a rating.
+    """
+    m, k = other.shape
+    shape = (n_rows, m)
+    counts = sp.csr_matrix((np.ones(len(values)), (rows, cols)), shape=shape)
+    weighted = sp.csr_matrix((values, (rows, cols)), shape=shape)
+    outer = (other[:, :, None] * other[:, None, :]).reshape(m, k * k)
+    gram = np.asarray(counts @ outer).reshape(n_rows, k, k)
+    gram += lam * np.bincount(rows, minlength=n_rows)[:, None, None] * np.eye(k)
+    return np.linalg.solve(gram, np.asarray(weighted @ other)[..., None])[..., 0]
+
+
+class ALS(RatingsAlgorithm):
+    """ALS with weighted-λ regularisation; see the module docstring."""
+
+    summary = "ALS with weighted-lambda regularisation, lambda chosen on a validation split"
+    parameters = {
+        "k": paracel.Param(int, 10, "latent factors per user and item", low=1),
+        "iterations": paracel.Param(int, 10, "alternations (user half-step, item "
+                                    "half-step) per lambda", low=1),
+        "lambdas": paracel.Param(list, [0.05], "lambda values to compare on the validation "
+                                 "split (each > 0); the best one's factors are kept"),
+        "center": paracel.Param(bool, True, "fit r - mean (mean training rating) rather "
+                                "than r"),
+        "init_scale": paracel.Param(float, 0.1, "item factors start uniform in "
+                                    "[0, init_scale)", low=0),
+        "holdout": paracel.Param(float, 0.1, "fraction of ratings held out for validation "
+                                 "(hash of user, item and seed)", low=0, high=0.9),
+        "factor_files": paracel.Param(bool, True, "also write user_factors_<w> and "
+                                      "item_factors_<w> text files"),
+    }
+    prefix = "als"
+    held_name = "validation_rmse"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        lambdas = self.lambdas
+        if not lambdas or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                  and x > 0 for x in lambdas):
+            raise paracel.ConfigError(f"params.lambdas: expected a non-empty list of numbers "
+                                      f"> 0, got {lambdas!r}")
+        if len(lambdas) > 1 and self.holdout == 0:
+            raise paracel.ConfigError("params.holdout: must be > 0 to choose among several "
+                                      "lambdas")
+        self.lambdas = [float(x) for x in lambdas]
+
+    def predict(self, user_rows, item_rows):
+        """``μ + p_u · q_i``."""
+        return self.mean_ + np.einsum("ij,ij->i", user_rows, item_rows)
+
+    def solve(self):
+        by_user = self.load_ratings(partition="fmap")
+        by_item = self.load_ratings(partition="smap")
+        user_train, user_valid = self.split(by_user)
+        item_train, _ = self.split(by_item)
+        total, count = self.worker_total(("mean",), [user_train.rating.sum(), user_train.size])
+        self.mean_ = total / count if self.center and count else 0.0
+        n_users, n_items = by_user.shape
+        P = self.matrix("user_factors", (n_users, self.k),
+                        block_rows=block_rows(n_users, self.k))
+        results = []
+        for index, lam in enumerate(self.lambdas):
+            Q = self.matrix("item_factors", (n_items, self.k),
+                            block_rows=block_rows(n_items, self.k), init="random",
+                            scale=self.init_scale)
+            for it in range(self.iterations):
+                self.half_step(P, Q, user_train.user, user_train.item, user_train.rating, lam)
+                self.half_step(Q, P, item_train.item, item_train.user, item_train.rating, lam)
+                self.evaluation_clock(P, Q, user_train, user_valid, (index, it),
+                                      lam=lam, iteration=it + 1)
+            results.append(self.final_evaluation(P, Q, user_train, user_valid,
+                                                 ("final", index)))
+            if self.best(results) == index:
+                self.keep(P, Q, lam, by_user)
+        return self.summarise(results, n_users, n_items)
+
+    def half_step(self, target, fixed, own, other, ratings, lam):
+        """Solve the ``target`` rows of this share's ratings given the ``fixed``
+        side, write them, and end the clock."""
+        rows, r = np.unique(own, return_inverse=True)
+        if rows.size:
+            cols, c = np.unique(other, return_inverse=True)
+            solved = solve_rows(self.pull(fixed, cols), r, c, ratings - self.mean_, lam,
+                                rows.size)
+            target.push(rows, solved, "replace")
+        self.iter_commit()
+
+    def best(self, results):
+        """Index of the best run so far: lowest validation RMSE (the first on
+        ties; the first run when nothing is held out)."""
+        scores = [r[self.held_name] for r in results]
+        if any(score is None for score in scores):
+            return 0
+        return int(np.argmin(scores))
+
+    def keep(self, P, Q, lam, triples):
+        """Write the current factors as the output (collective)."""
+        self.save_model("model.h5", [P, Q], **{"lambda": lam, "global_mean": self.mean_,
+                                               "k": self.k})
+        if self.factor_files:
+            self.write_factor_files(P, Q, triples)
+
+    def summarise(self, results, n_users, n_items):
+        """The final metrics: the chosen λ's, and every λ's RMSEs."""
+        best = self.best(results)
+        return {**results[best], "best_lambda": self.lambdas[best],
+                "lam": self.lambdas[best], "iteration": self.iterations,
+                "validation_rmse_by_lambda": {str(lam): r[self.held_name]
+                                              for lam, r in zip(self.lambdas, results)},
+                "train_rmse_by_lambda": {str(lam): r["train_rmse"]
+                                         for lam, r in zip(self.lambdas, results)},
+                "global_mean": self.mean_, "iterations": self.iterations,
+                "users": n_users, "items": n_items}

