@@ -25,6 +25,7 @@ from mpi4py import MPI
 
 from paracel import protocol
 from paracel.errors import RemoteError, UserError
+from paracel.partition import group_by_server
 from paracel.server import updates
 from paracel.waiting import Backoff
 
@@ -110,7 +111,7 @@ class Client:
                                   for server, positions in groups.items()])
         return self._scatter(keys, groups, replies, default)
 
-    def read_rows(self, keys, rows):
+    def read_rows(self, keys, rows, servers=None):
         """``value[rows[i]]`` of each key's stored block: only those rows travel.
 
         Parameters
@@ -119,9 +120,11 @@ class Client:
             Keys of dense (or csr) blocks.
         rows : list of numpy.ndarray
             Integer row numbers within each block.
+        servers : sequence of int, optional
+            Each key's server, when the caller knows it (saves hashing).
         """
         keys = list(keys)
-        groups = self.ring.group(keys)
+        groups = self._groups(keys, servers)
         replies = self._exchange([
             (server, "read_rows", [keys[i] for i in positions], None,
              [np.asarray(rows[i], dtype=np.int64) for i in positions])
@@ -162,9 +165,10 @@ class Client:
         """
         return self.update_multi({key: delta}, fn)
 
-    def update_multi(self, mapping, fn="add"):
-        """Update many keys with one function: one message per server."""
-        return self._send_grouped("update", mapping, _fn_name(fn))
+    def update_multi(self, mapping, fn="add", servers=None):
+        """Update many keys with one function: one message per server
+        (``servers``: each key's server, if the caller knows it)."""
+        return self._send_grouped("update", mapping, _fn_name(fn), servers)
 
     def remove(self, key):
         """Drop ``key``; returns whether it was there."""
@@ -190,11 +194,14 @@ class Client:
 
     # -- plumbing ----------------------------------------------------------
 
-    def _send_grouped(self, op, mapping, arg):
+    def _groups(self, keys, servers):
+        return self.ring.group(keys) if servers is None else group_by_server(servers)
+
+    def _send_grouped(self, op, mapping, arg, servers=None):
         keys = list(mapping)
         values = [mapping[key] for key in keys]
         marks = {}
-        for server, positions in self.ring.group(keys).items():
+        for server, positions in self._groups(keys, servers).items():
             self._post(server, op, [keys[i] for i in positions], arg,
                        [values[i] for i in positions])
             self._sent[server] += 1

@@ -56,6 +56,7 @@ class DistMatrix:
         if self.block_rows < 1:
             raise UserError(f"matrix {name!r}: block_rows must be >= 1")
         self.num_blocks = -(-self.shape[0] // self.block_rows)
+        self._servers = None
 
     # -- layout ------------------------------------------------------------
 
@@ -73,6 +74,13 @@ class DistMatrix:
         start, stop = self.block_range(block)
         return (stop - start,) + self.shape[1:]
 
+    def block_servers(self, blocks):
+        """The server of each of ``blocks`` (computed once per matrix)."""
+        if self._servers is None:
+            self._servers = np.array([self.client.ring.server_of(self.block_key(b))
+                                      for b in range(self.num_blocks)], dtype=np.int64)
+        return self._servers[np.asarray(blocks, dtype=np.int64)]
+
     def _group(self, rows):
         """Split global row numbers by block: ``{block: (positions, local_rows)}``."""
         rows = np.asarray(rows, dtype=np.int64).ravel()
@@ -81,7 +89,9 @@ class DistMatrix:
             raise UserError(f"matrix {self.name!r}: row {bad} is out of range "
                             f"for {self.shape[0]} rows")
         blocks = rows // self.block_rows
-        order = np.argsort(blocks, kind="stable")
+        # a 16-bit key lets numpy use its radix sort (5x faster than int64)
+        order = np.argsort(blocks.astype(np.uint16) if self.num_blocks <= 1 << 16 else blocks,
+                           kind="stable")
         cuts = np.flatnonzero(np.diff(blocks[order])) + 1
         groups = {}
         for part in np.split(order, cuts) if rows.size else []:
@@ -135,7 +145,8 @@ class DistMatrix:
         groups = self._group(rows)
         blocks = list(groups)
         parts = self.client.read_rows([self.block_key(b) for b in blocks],
-                                      [groups[b][1] for b in blocks])
+                                      [groups[b][1] for b in blocks],
+                                      self.block_servers(blocks))
         count = len(np.asarray(rows).ravel())
         if self.sparse:
             return _sparse_rows(parts, [groups[b][0] for b in blocks], count, self.shape[1])
@@ -177,7 +188,8 @@ class DistMatrix:
         groups = self._group(rows)
         return self.client.update_multi(
             {self.block_key(b): (local, deltas[positions])
-             for b, (positions, local) in groups.items()}, row_fn)
+             for b, (positions, local) in groups.items()}, row_fn,
+            self.block_servers(list(groups)))
 
     def _push_sparse(self, rows, deltas, fn):
         """Sparse rows travel as one csr delta per block, added with ``add``."""

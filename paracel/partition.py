@@ -210,11 +210,17 @@ class Ring:
         """
         hashes = np.fromiter((_hash(key) for key in keys), dtype=np.uint64)
         index = np.searchsorted(self._points, hashes, side="left")
-        servers = self._owners[index % len(self._owners)]
-        order = np.argsort(servers, kind="stable")
-        present, counts = np.unique(servers, return_counts=True)
-        chunks = np.split(order, np.cumsum(counts)[:-1])
-        return {int(s): chunk.tolist() for s, chunk in zip(present, chunks)}
+        return group_by_server(self._owners[index % len(self._owners)])
+
+
+def group_by_server(servers):
+    """``{server: positions}`` for an array giving each key's server (see
+    :meth:`Ring.group`); for callers that already know where keys live."""
+    servers = np.asarray(servers, dtype=np.int64)
+    order = np.argsort(servers, kind="stable")
+    present, counts = np.unique(servers, return_counts=True)
+    chunks = np.split(order, np.cumsum(counts)[:-1])
+    return {int(s): chunk.tolist() for s, chunk in zip(present, chunks)}
 
 
 def block_key(name, block):
