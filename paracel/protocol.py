@@ -117,7 +117,7 @@ def out_of_line(spec, found=None):
     return found
 
 
-def allocate(specs, out=None):
+def allocate(specs, out=None, targets=None):
     """Allocate receive buffers for the out-of-line arrays of ``specs``.
 
     Parameters
@@ -127,6 +127,10 @@ def allocate(specs, out=None):
     out : numpy.ndarray, optional
         Where the single out-of-line array should land (zero-copy read into
         the caller's memory); its dtype and shape must match.
+    targets : list, optional
+        One entry per spec: an array to receive that value into when the
+        value is one out-of-line array of the same dtype and shape (memory
+        reused instead of fresh pages), else ``None``.
 
     Returns
     -------
@@ -137,10 +141,13 @@ def allocate(specs, out=None):
     for spec in specs:
         out_of_line(spec, found)
     found.sort(key=lambda item: item[0])
+    reuse = _reusable(specs, targets or [])
     buffers = []
-    for _, descr, shape in found:
+    for index, descr, shape in found:
         dtype = np.lib.format.descr_to_dtype(descr)
-        if out is not None and len(found) == 1:
+        if index in reuse and reuse[index].dtype == dtype and reuse[index].shape == tuple(shape):
+            buffers.append(reuse[index])
+        elif out is not None and len(found) == 1:
             if out.dtype != dtype or out.shape != tuple(shape) or not out.flags.c_contiguous:
                 raise UserError(f"out= has dtype {out.dtype} and shape {out.shape}; "
                                 f"the value has dtype {dtype} and shape {tuple(shape)}")
@@ -148,6 +155,13 @@ def allocate(specs, out=None):
         else:
             buffers.append(np.empty(shape, dtype=dtype))
     return buffers
+
+
+def _reusable(specs, targets):
+    """``{buffer index: target}`` for specs that are one out-of-line array."""
+    return {spec[3]: target for spec, target in zip(specs, targets)
+            if target is not None and spec[0] == "a" and not isinstance(spec[3], bytes)
+            and target.flags.c_contiguous and target.flags.writeable}
 
 
 def decode(spec, buffers):
@@ -222,9 +236,10 @@ def post(comm, dest, header, values=()):
     return requests
 
 
-def receive_payload(comm, source, specs, data_tag=TAG_DATA, out=None):
-    """Receive the raw buffers announced by ``specs`` and decode the values."""
-    buffers = allocate(specs, out)
+def receive_payload(comm, source, specs, data_tag=TAG_DATA, out=None, targets=None):
+    """Receive the raw buffers announced by ``specs`` and decode the values
+    (see :func:`allocate` for ``out`` and ``targets``)."""
+    buffers = allocate(specs, out, targets)
     for buffer in buffers:
         comm.Recv(buffer, source=source, tag=data_tag)
     return [decode(spec, buffers) for spec in specs]

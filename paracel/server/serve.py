@@ -16,6 +16,7 @@ import logging
 import os
 import time
 
+import numpy as np
 from mpi4py import MPI
 
 from paracel import protocol
@@ -24,6 +25,10 @@ from paracel.server.store import MISSING, Store
 from paracel.waiting import Backoff
 
 log = logging.getLogger("paracel.server")
+
+#: Built-in update functions that fold a dense delta into the stored block in
+#: place and keep no reference to it, so its receive buffer can be reused.
+IN_PLACE = ("add", "sub", "max", "min")
 
 
 class Server:
@@ -44,6 +49,7 @@ class Server:
         self.server_id = server_id
         self.num_workers = num_workers
         self.store = Store()
+        self.pool = {}
         self.pending_errors = {}
         self.finished = set()
         self.requests = 0
@@ -78,8 +84,8 @@ class Server:
         protocol.send(self.comm, source, (data, errors), values,
                       tag=protocol.TAG_REPLY, data_tag=protocol.TAG_REPLY_DATA)
 
-    def _values(self, source, specs):
-        return protocol.receive_payload(self.comm, source, specs)
+    def _values(self, source, specs, targets=None):
+        return protocol.receive_payload(self.comm, source, specs, targets=targets)
 
     def _read(self, source, keys, arg, specs):
         found = self.store.read(keys)
@@ -94,12 +100,37 @@ class Server:
                                       if value is not MISSING])
 
     def _write(self, source, keys, arg, specs):
-        self.store.write(keys, self._values(source, specs))
+        # a dense block overwritten by one of its shape lands in its own memory
+        targets = [self.store.table.get(key) for key in keys]
+        targets = [value if isinstance(value, np.ndarray) else None for value in targets]
+        self.store.write(keys, self._values(source, specs, targets))
 
     def _update(self, source, keys, fn_name, specs):
-        errors = self.store.update(fn_name, keys, self._values(source, specs))
+        scratch = self._scratch(keys, fn_name)
+        errors = self.store.update(fn_name, keys, self._values(source, specs, scratch))
+        self._release(scratch)
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
+
+    def _scratch(self, keys, fn_name):
+        """Reusable receive buffers for deltas folded in place into existing
+        dense blocks (the built-ins that keep no reference to the delta)."""
+        if fn_name not in IN_PLACE:
+            return None
+        buffers = []
+        for key in keys:
+            old = self.store.table.get(key)
+            if isinstance(old, np.ndarray) and old.nbytes >= protocol.INLINE_LIMIT:
+                pool = self.pool.setdefault((old.dtype.str, old.shape), [])
+                buffers.append(pool.pop() if pool else np.empty_like(old))
+            else:
+                buffers.append(None)
+        return buffers
+
+    def _release(self, buffers):
+        for buffer in buffers or ():
+            if buffer is not None:
+                self.pool[(buffer.dtype.str, buffer.shape)].append(buffer)
 
     def _contains(self, source, keys, arg, specs):
         self._reply(source, self.store.contains(keys))
