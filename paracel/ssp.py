@@ -27,6 +27,12 @@ from paracel.waiting import Backoff
 
 FINISHED = 2 ** 62
 
+#: Longest sleep between two looks at the clock table while waiting. Clock
+#: waits are long next to a request's round trip, so polling more rarely
+#: than the serve loop keeps a waiting worker near 1-2 % of a core; a wait
+#: overshoots by at most this much.
+CLOCK_MAX_SLEEP = 4e-3
+
 
 def may_proceed(clock, slowest, staleness):
     """The SSP wait rule: may a worker at ``clock`` go on while the slowest is
@@ -132,7 +138,7 @@ class ClockTable:
         self._set(self.clock)
         if self.staleness is not None:
             start = time.perf_counter()
-            backoff = Backoff()
+            backoff = Backoff(max_sleep=CLOCK_MAX_SLEEP)
             while not may_proceed(self.clock, self._read_slowest(), self.staleness):
                 backoff.pause()
             self.wait_seconds += time.perf_counter() - start
