@@ -43,7 +43,6 @@ from sklearn.preprocessing import StandardScaler
 from _common import machine_cpu_seconds, other_load_line, print_table
 
 DATASETS = {"iris": (load_iris, 3), "wine": (load_wine, 3), "digits": (load_digits, 10)}
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 ALGORITHM = "paracel.algorithms.kmeans:KMeans"
 
 
@@ -61,8 +60,7 @@ def run_job(folder, name, points, params, processes=5, servers=1):
                    "log_level": "warning", "params": params}, handle)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", str(processes),
-                    "--servers", str(servers)], check=True,
-                   env=job_env())
+                    "--servers", str(servers)], check=True)
     wall = time.perf_counter() - start
     with open(os.path.join(folder, name, "metrics.json"), encoding="utf-8") as handle:
         return wall, json.load(handle)
@@ -106,15 +104,6 @@ def main():
                 "4 workers + 1 server vs scikit-learn in one process", header, rows)
     print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
                           time.perf_counter() - wall_start))
-
-
-def job_env():
-    """The job's environment: one BLAS thread per rank unless set otherwise
-    (OpenBLAS threads spin, and 5 ranks already share the cores)."""
-    env = dict(os.environ)
-    for name in BLAS_THREADS:
-        env.setdefault(name, "1")
-    return env
 
 
 def _cpu():

@@ -47,7 +47,6 @@ from sklearn.metrics.pairwise import cosine_similarity
 
 from _common import machine_cpu_seconds, other_load_line, print_table
 
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 ALGORITHM = "paracel.algorithms.sim:CosineSimilarity"
 
 
@@ -85,7 +84,7 @@ def run_job(folder, name, path, input_format, topk):
                    "params": {"topk": topk, "input_format": input_format}}, handle)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", "5", "--servers", "1"],
-                   check=True, env=job_env())
+                   check=True)
     wall = time.perf_counter() - start
     with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
         metrics = json.load(handle)
@@ -134,15 +133,6 @@ def main():
                 "scikit-learn in one process", header, rows)
     print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
                           time.perf_counter() - wall_start))
-
-
-def job_env():
-    """The job's environment: one BLAS thread per rank unless set otherwise
-    (OpenBLAS threads spin, and 5 ranks already share the cores)."""
-    env = dict(os.environ)
-    for name in BLAS_THREADS:
-        env.setdefault(name, "1")
-    return env
 
 
 def _cpu():

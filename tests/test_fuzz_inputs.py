@@ -5,11 +5,8 @@ Never an internal traceback (any other exception fails the test), never a
 hang. The number of cases per area is set by ``EXAMPLES``.
 """
 
-import json
 import re
-import string
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

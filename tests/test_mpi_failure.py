@@ -6,8 +6,6 @@ traceback; a user error is one line and exit 2.
 
 import pytest
 
-from conftest import run_command
-
 pytestmark = pytest.mark.mpi
 
 

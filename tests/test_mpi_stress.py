@@ -8,7 +8,6 @@ after every clock (asserted on the workers and here).
 """
 
 import json
-import os
 
 import numpy as np
 import pytest
