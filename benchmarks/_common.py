@@ -49,6 +49,17 @@ def own_cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
+def children_cpu_seconds():
+    """CPU seconds of this process's finished children (a job's ranks included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_with_children():
+    """CPU seconds of this process and its finished children."""
+    return own_cpu_seconds() + children_cpu_seconds()
+
+
 def process_cpu_seconds(pid):
     """CPU seconds (utime + stime) of process ``pid`` from ``/proc/PID/stat``.
 

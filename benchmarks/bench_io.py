@@ -51,7 +51,7 @@ import time
 
 import numpy as np
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
 
 MB = 10**6
 N_FEATURES = 1_000_000
@@ -486,12 +486,6 @@ def driver(args):
     wall = time.perf_counter() - wall_start
     own = children_cpu_seconds() - children_start + cpu_seconds()
     print("\n" + other_load_line(machine_cpu_seconds() - machine_start, own, wall))
-
-
-def children_cpu_seconds():
-    """CPU seconds of the finished child processes (and their waited-for children)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def parse_args(argv=None):

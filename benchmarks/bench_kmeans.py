@@ -30,7 +30,6 @@ Run (from the project folder)::
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
 
 DATASETS = {"iris": (load_iris, 3), "wine": (load_wine, 3), "digits": (load_digits, 10)}
 ALGORITHM = "paracel.algorithms.kmeans:KMeans"
@@ -79,7 +78,7 @@ def main():
     args = parser.parse_args()
     loader, k = DATASETS[args.dataset]
     X = StandardScaler().fit_transform(loader().data)
-    machine_start, own_start = machine_cpu_seconds(), _cpu()
+    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
     wall_start = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_kmeans_") as folder:
@@ -102,15 +101,8 @@ def main():
               "paracel inertia", "sklearn inertia", "p iters", "sk iters"]
     print_table(f"kmeans on {args.dataset} ({X.shape[0]} x {X.shape[1]}, k={k}): "
                 "4 workers + 1 server vs scikit-learn in one process", header, rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
+    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
-
-
-def _cpu():
-    """CPU seconds of this process and its finished children."""
-    return sum(usage.ru_utime + usage.ru_stime for usage in
-               (resource.getrusage(resource.RUSAGE_SELF),
-                resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import numpy as np
 import scipy.sparse
 from lda import datasets
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
 
 TOPICS, SWEEPS, ALPHA, ETA = 20, 100, 0.1, 0.01
 
@@ -52,12 +51,6 @@ def write_reuters(folder):
             handle.write(f"{d} " + " ".join(f"{w}:{c}" for w, c in zip(row.indices, row.data))
                          + "\n")
     return path, X
-
-
-def children_cpu_seconds():
-    """CPU seconds of this process's finished children (the job's ranks included)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_job(folder, data, vocab_size, args):

@@ -21,13 +21,12 @@ Run (from the project folder)::
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
@@ -61,7 +60,7 @@ def main():
     data = movielens(args.max_user or 10 ** 9)
     params = {"k": args.k, "epochs": args.epochs, "learning_rate": 0.01, "reg": 0.05,
               "batch_size": 256, "init_scale": 0.1, "holdout": 0.1}
-    machine_start, own_start = machine_cpu_seconds(), _cpu()
+    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
     wall_start = time.perf_counter()
     start = time.perf_counter()
     ref = reference_mf(data, seed=SEED, **params)
@@ -81,15 +80,8 @@ def main():
               "train p", "train np", "held-out p", "held-out np", "held-out diff"]
     print_table(f"mf on MovieLens ({len(data.ratings)} ratings, k={args.k}, {args.epochs} "
                 "epochs): 4 workers + 1 server vs NumPy SGD in one process", header, rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
+    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
-
-
-def _cpu():
-    """CPU seconds of this process and its finished children."""
-    return sum(usage.ru_utime + usage.ru_stime for usage in
-               (resource.getrusage(resource.RUSAGE_SELF),
-                resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 if __name__ == "__main__":

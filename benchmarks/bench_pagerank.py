@@ -29,7 +29,6 @@ import argparse
 import glob
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import time
 
 import networkx as nx
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
 
 TOL = 1e-9
 DAMPING = 0.85
@@ -53,12 +52,6 @@ def write_movielens(folder):
         for user, movie, rating in zip(ratings["userId"], ratings["movieId"], ratings["rating"]):
             handle.write(f"u{user} m{movie} {float(rating)}\n")
     return path
-
-
-def children_cpu_seconds():
-    """CPU seconds of this process's finished children (the job's ranks included)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_job(folder, data, processes, servers):

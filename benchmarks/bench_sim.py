@@ -33,7 +33,6 @@ Run (from the project folder)::
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.metrics.pairwise import cosine_similarity
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
 
 ALGORITHM = "paracel.algorithms.sim:CosineSimilarity"
 
@@ -113,7 +112,7 @@ def main():
     parser.add_argument("--movies", type=int, default=1000)
     parser.add_argument("--topk", type=int, default=10)
     args = parser.parse_args()
-    machine_start, own_start = machine_cpu_seconds(), _cpu()
+    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
     wall_start = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_sim_") as folder:
@@ -131,15 +130,8 @@ def main():
               "paracel mean top1", "sklearn mean top1", "lists differing"]
     print_table(f"sim (top-{args.topk} cosine neighbours): 4 workers + 1 server vs "
                 "scikit-learn in one process", header, rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, _cpu() - own_start,
+    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
-
-
-def _cpu():
-    """CPU seconds of this process and its finished children."""
-    return sum(usage.ru_utime + usage.ru_stime for usage in
-               (resource.getrusage(resource.RUSAGE_SELF),
-                resource.getrusage(resource.RUSAGE_CHILDREN)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from collections import Counter
 
 import sklearn
 
-from _common import machine_cpu_seconds, other_load_line, print_table
+from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 TOPK = 10
@@ -54,12 +53,6 @@ def write_corpus(folder, copies, files):
         with open(os.path.join(target, f"part{index:02d}.txt"), "w", encoding="utf-8") as handle:
             handle.write(text * share)
     return target, len(text.encode("utf-8")) * copies
-
-
-def children_cpu_seconds():
-    """CPU seconds of this process's finished children (the job's ranks included)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_job(folder, data, processes, servers):
