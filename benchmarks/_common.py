@@ -93,3 +93,57 @@ def other_load_line(machine_seconds, own_seconds, wall_seconds):
     note = "" if other < 0.25 else "  (the machine was shared: treat ratios with care)"
     return (f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
             f"other processes used {other:.2f} cores during the run{note}")
+
+
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
+
+
+def markdown_table(header, rows):
+    """``rows`` under ``header`` as a GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(str(cell) for cell in header) + " |",
+             "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_study(name, title, command, sections, load_line):
+    """Write ``docs/<name>.md``: a title, the command that made it, tables.
+
+    Parameters
+    ----------
+    name : str
+        File stem, shared with the study's PNG (``docs/<name>.png``).
+    title : str
+        The page title.
+    command : str
+        The single command that reproduces the page.
+    sections : list of (str, list of str, list of list)
+        ``(caption, header, rows)`` per table.
+    load_line : str
+        How busy the machine was (:func:`other_load_line`).
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    os.makedirs(DOCS, exist_ok=True)
+    parts = [f"# {title}", "", f"Made by `{command}`.", "", load_line, ""]
+    for caption, header, rows in sections:
+        parts += [f"**{caption}**", "", markdown_table(header, rows), ""]
+    if os.path.exists(os.path.join(DOCS, f"{name}.png")):
+        parts += [f"![{title}]({name}.png)", ""]
+    path = os.path.join(DOCS, f"{name}.md")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(parts))
+    return path
+
+
+def pyplot():
+    """``matplotlib.pyplot`` drawing to files only (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
