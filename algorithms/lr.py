@@ -135,7 +135,9 @@ Metrics (``metrics.json``): ``log_loss`` (mean over the training data),
 (non-zero weights), ``intercept``, ``epochs`` (run), ``converged``,
 ``examples``, ``features``, ``learning_rate``; each clock reports ``loss``
 (SGD: mean batch log-loss of worker 0 in the current epoch so far; GD: the
-mean log-loss at the point where the gradient was taken).
+mean log-loss at the point where the gradient was taken). With SGD every
+worker also traces ``batch_loss`` (its batch's mean log-loss before the
+step) in its ``worker_history``.
 """
 
 import numpy as np
@@ -417,6 +419,7 @@ class LogisticRegression(paracel.Algorithm):
                     break
                 loss_sum += result[0]
                 seen += batch.size
+                self.trace(batch_loss=result[0] / max(batch.size, 1))
                 self.report(loss=loss_sum / max(seen, 1), epoch=round(result[1], 4))
                 self.iter_commit()
             if self.tol is not None:

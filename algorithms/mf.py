@@ -44,7 +44,10 @@ writes its squared-error sums (train and held-out) under a key of its own
 and commits; worker 0 adds every worker's sums in worker order and reports
 the epoch's RMSEs. With staleness 0 these are exactly the RMSEs of the model
 after the epoch; with a larger bound they may miss the sums of workers that
-are behind (each RMSE is over the ratings whose sums arrived). After the
+are behind (each RMSE is over the ratings whose sums arrived). Each worker
+also traces its own sums (``share_sums``: train SSE, count, held-out SSE,
+count) in its ``worker_history``, so the RMSE of the whole model over time
+can be rebuilt from every worker's latest sums. After the
 last epoch every worker syncs and evaluates once more: the final metrics
 are those of the final model, at any staleness.
 
@@ -344,8 +347,9 @@ class RatingsAlgorithm(paracel.Algorithm):
     def evaluation_clock(self, P, Q, train, heldout, step, **labels):
         """One clock that evaluates the model: every worker writes its sums,
         commits, and worker 0 reports the RMSEs with ``labels``."""
-        self.write((self.prefix, "eval", *step, self.worker_id),
-                   self.squared_errors(P, Q, train, heldout))
+        sums = self.squared_errors(P, Q, train, heldout)
+        self.write((self.prefix, "eval", *step, self.worker_id), sums)
+        self.trace(share_sums=sums)
         self.iter_commit()
         if self.worker_id == 0:
             self.report(**labels, **self.rmses(self.sum_over_workers(("eval", *step), 4)))

@@ -399,11 +399,14 @@ class Algorithm:
     # -- synchronisation ---------------------------------------------------
 
     def sync(self):
-        """Barrier of all workers, after each has flushed its updates."""
+        """Barrier of all workers, after each has flushed its updates (the time
+        spent here counts as waiting, ``per_worker_sync_wait_seconds``)."""
         from paracel.waiting import wait_request
 
         self._runtime.client.flush()
+        start = time.perf_counter()
         wait_request(self.comm.Ibarrier())
+        self._runtime.sync_seconds += time.perf_counter() - start
 
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait
@@ -413,20 +416,24 @@ class Algorithm:
         runtime.client.flush()
         clock = runtime.clock.commit()
         runtime.clock_started = time.perf_counter()
-        if self.worker_id == 0:
-            self._progress(clock)
+        self._progress(clock)
         every = (runtime.job.checkpoint or {}).get("every")
         if every and clock % every == 0:
             self._checkpoint(clock)
 
     def _straggle(self):
-        """Benchmark-only straggler: with ``PARACEL_STRAGGLER="W:F"`` in the
-        environment, worker W takes F times as long over each clock (it
-        sleeps F - 1 times the clock's elapsed time before committing)."""
+        """Benchmark-only straggler, set by ``PARACEL_STRAGGLER`` in the
+        environment: ``"W:F"`` makes worker W take F times as long over each
+        clock (it sleeps F - 1 times the clock's elapsed time before
+        committing); ``"any:F"`` slows one worker per clock, drawn from the
+        clock number (the same draw on every worker), as transient stragglers
+        do."""
         spec = os.environ.get("PARACEL_STRAGGLER")
         if not spec:
             return
         worker, _, factor = spec.partition(":")
+        if worker == "any":
+            worker = np.random.default_rng(self.clock).integers(self.num_workers)
         if int(worker) == self.worker_id:
             runtime = self._runtime
             elapsed = time.perf_counter() - (runtime.clock_started or runtime.started)
@@ -444,6 +451,12 @@ class Algorithm:
         the last value of each lands in ``metrics.json``."""
         self.metrics_.update(metrics)
         self._runtime.pending.update(metrics)
+
+    def trace(self, **values):
+        """Record values in this worker's per-clock history only (``metrics.json``
+        ``worker_history``), not as final metrics: per-worker progress for
+        plots, e.g. each worker's own share of an objective."""
+        self._runtime.pending.update(values)
 
     def _checkpoint(self, clock):
         """Snapshot servers and workers at ``clock`` (collective; see
@@ -488,13 +501,20 @@ class Algorithm:
         self.log.info("resumed from %s at clock %d", self._runtime.resume, self.clock)
 
     def _progress(self, clock):
+        """Append this clock's entry (time since the common start, what was
+        reported or traced) to the history; worker 0 logs it."""
         runtime = self._runtime
         elapsed = time.perf_counter() - runtime.started
-        entry = {"clock": clock, "elapsed": round(elapsed, 6), **runtime.pending}
+        entry = {"clock": clock, "elapsed": round(elapsed, 6),
+                 "wait": round(runtime.clock.wait_seconds, 6),
+                 "sync": round(runtime.sync_seconds, 6),
+                 "comm": round(runtime.client.comm_seconds, 6), **runtime.pending}
         self.history_.append(entry)
-        shown = "".join(f"  {name}={_short(value)}" for name, value in runtime.pending.items())
-        self.log.info("clock %d  %.3f s  wait %.3f s%s", clock, elapsed,
-                      runtime.clock.wait_seconds, shown)
+        if self.worker_id == 0:
+            shown = "".join(f"  {name}={_short(value)}"
+                            for name, value in runtime.pending.items())
+            self.log.info("clock %d  %.3f s  wait %.3f s%s", clock, elapsed,
+                          runtime.clock.wait_seconds, shown)
         runtime.pending.clear()
 
     # -- the run -----------------------------------------------------------
@@ -505,18 +525,21 @@ class Algorithm:
         Called by the launcher; ``runtime`` carries the topology, the client,
         the clock table and the job.
         """
+        from paracel.waiting import wait_request
+
         self._runtime = runtime
         if self.worker_id == 0:
             config.claim_output(runtime.job.output, runtime.job.path)
         else:
             os.makedirs(runtime.job.output, exist_ok=True)
+        wait_request(self.comm.Ibarrier())  # one start: histories share a time base
         runtime.started = time.perf_counter()
         if self.resumed:
             self._resume_state()
         result = self.solve()
         if isinstance(result, dict):
             self.metrics_.update(result)
-        if runtime.pending and self.worker_id == 0:  # reported after the last clock
+        if runtime.pending:  # reported after the last clock
             self.history_.append({"clock": self.clock, **runtime.pending})
         if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
             self._checkpoint(self.clock)
@@ -531,9 +554,11 @@ class Algorithm:
 
         runtime = self._runtime
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
-                         runtime.skipped, runtime.client.comm_seconds], dtype=np.float64)
+                         runtime.skipped, runtime.client.comm_seconds,
+                         runtime.sync_seconds], dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
+        histories = _gather_json(self.comm, _plain(self.history_))
         if self.worker_id != 0:
             return
         server_stats = runtime.client.stats()
@@ -550,16 +575,36 @@ class Algorithm:
                 "per_worker_solve_seconds": every[:, 0].tolist(),
                 "per_worker_clock_wait_seconds": every[:, 1].tolist(),
                 "per_worker_comm_seconds": every[:, 4].tolist(),
+                "per_worker_sync_wait_seconds": every[:, 5].tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
             },
             "server_stats": server_stats,
             "history": _plain(self.history_),
+            "worker_history": histories,
             "config": runtime.job.to_dict(),
         }
         path = os.path.join(runtime.job.output, "metrics.json")
         with open(path + ".tmp", "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
         os.replace(path + ".tmp", path)
+
+
+def _gather_json(comm, value):
+    """Every worker's JSON-able ``value``, in worker order, on worker 0 (else
+    ``None``): gathered as UTF-8 bytes with non-blocking collectives, so no
+    rank spins while it waits."""
+    from paracel.waiting import wait_request
+
+    data = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+    root = comm.Get_rank() == 0
+    sizes = np.zeros(comm.Get_size(), dtype=np.int64) if root else None
+    wait_request(comm.Igather(np.array([data.size], dtype=np.int64), sizes, root=0))
+    joined = np.empty(int(sizes.sum()), dtype=np.uint8) if root else None
+    wait_request(comm.Igatherv(data, [joined, sizes] if root else None, root=0))
+    if not root:
+        return None
+    cuts = np.cumsum(sizes)[:-1]
+    return [json.loads(part.tobytes()) for part in np.split(joined, cuts)]
 
 
 def _short(value):

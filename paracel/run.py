@@ -54,6 +54,7 @@ class Runtime:
     started: float = 0.0
     clock_started: float = None
     skipped: int = 0
+    sync_seconds: float = 0.0
     pending: dict = field(default_factory=dict)
 
 
