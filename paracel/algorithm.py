@@ -555,7 +555,8 @@ class Algorithm:
         runtime = self._runtime
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
                          runtime.skipped, runtime.client.comm_seconds,
-                         runtime.sync_seconds], dtype=np.float64)
+                         runtime.sync_seconds, *_cache_counts(runtime.client.cache)],
+                        dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
         histories = _gather_json(self.comm, _plain(self.history_))
@@ -576,6 +577,8 @@ class Algorithm:
                 "per_worker_clock_wait_seconds": every[:, 1].tolist(),
                 "per_worker_comm_seconds": every[:, 4].tolist(),
                 "per_worker_sync_wait_seconds": every[:, 5].tolist(),
+                "per_worker_cache_hits": every[:, 6].astype(int).tolist(),
+                "per_worker_cache_misses": every[:, 7].astype(int).tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
             },
             "server_stats": server_stats,
@@ -587,6 +590,11 @@ class Algorithm:
         with open(path + ".tmp", "w", encoding="utf-8") as handle:
             json.dump(report, handle, indent=2)
         os.replace(path + ".tmp", path)
+
+
+def _cache_counts(cache):
+    """(hits, misses) of the worker's parameter cache; zeros without one."""
+    return (0, 0) if cache is None else (cache.hits, cache.misses)
 
 
 def _gather_json(comm, value):

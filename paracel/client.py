@@ -30,6 +30,7 @@ from paracel.server import updates
 from paracel.waiting import Backoff
 
 _NO_DEFAULT = object()
+_ABSENT = object()  # stands in for a caller's default, which must not be cached
 
 
 class UpdateRejected(RemoteError, UserError):
@@ -76,6 +77,7 @@ class Client:
         self.backoff = Backoff()
         self._errors = []
         self.comm_seconds = 0.0
+        self.cache = None
 
     # -- reading -----------------------------------------------------------
 
@@ -93,6 +95,8 @@ class Client:
             Receive a dense value straight into this array (same dtype and
             shape); it is also what is returned.
         """
+        if self.cache is not None:
+            return self._read_cached(key, default, out)
         server = self.ring.server_of(key)
         present, values = self._exchange([(server, "read", [key], None, ())], out)[server]
         if not present[0]:
@@ -106,6 +110,8 @@ class Client:
     def read_multi(self, keys, default=_NO_DEFAULT):
         """Values of many keys, in order: one message to each server involved."""
         keys = list(keys)
+        if self.cache is not None:
+            return self._read_multi_cached(keys, default)
         groups = self.ring.group(keys)
         replies = self._exchange([(server, "read", [keys[i] for i in positions], None, ())
                                   for server, positions in groups.items()])
@@ -124,6 +130,8 @@ class Client:
             Each key's server, when the caller knows it (saves hashing).
         """
         keys = list(keys)
+        if self.cache is not None:
+            return self._read_rows_cached(keys, rows, servers)
         groups = self._groups(keys, servers)
         replies = self._exchange([
             (server, "read_rows", [keys[i] for i in positions], None,
@@ -155,6 +163,8 @@ class Client:
 
     def write_multi(self, mapping):
         """Store many keys: one message to each server involved."""
+        if self.cache is not None:
+            self.cache.drop(mapping)
         self._send_grouped("write", mapping, None)
 
     def update(self, key, delta, fn="add"):
@@ -168,10 +178,17 @@ class Client:
     def update_multi(self, mapping, fn="add", servers=None):
         """Update many keys with one function: one message per server
         (``servers``: each key's server, if the caller knows it)."""
-        return self._send_grouped("update", mapping, _fn_name(fn), servers)
+        name = _fn_name(fn)
+        handle = self._send_grouped("update", mapping, name, servers)
+        if self.cache is not None:
+            for key, delta in mapping.items():
+                self.cache.apply(key, delta, name)
+        return handle
 
     def remove(self, key):
         """Drop ``key``; returns whether it was there."""
+        if self.cache is not None:
+            self.cache.drop([key])
         server = self.ring.server_of(key)
         return bool(self._exchange([(server, "remove", [key], None, ())])[server][0])
 
@@ -191,6 +208,53 @@ class Client:
         self.flush()
         for server in range(len(self.server_ranks)):
             self._post(server, "done", [])
+
+    # -- reading through the cache (job key "cache") --------------------------
+
+    def _read_cached(self, key, default, out):
+        value = self.cache.get(key)
+        if value is None:
+            value = self._read_multi_cached([key], default)[0]
+        if out is not None and value is not out:
+            out[...] = value
+            return out
+        return value
+
+    def _read_multi_cached(self, keys, default):
+        """Fresh copies from the cache; the rest read (one message per server)
+        and cached."""
+        values = [self.cache.get(key) for key in keys]
+        missing = [i for i, value in enumerate(values) if value is None]
+        if missing:
+            wanted = [keys[i] for i in missing]
+            groups = self.ring.group(wanted)
+            replies = self._exchange([(server, "read", [wanted[i] for i in positions],
+                                       None, ()) for server, positions in groups.items()])
+            marker = _NO_DEFAULT if default is _NO_DEFAULT else _ABSENT
+            found = self._scatter(wanted, groups, replies, marker)
+            for i, value in zip(missing, found):
+                if value is _ABSENT:
+                    values[i] = default
+                else:
+                    self.cache.put(keys[i], value)
+                    values[i] = value
+        return values
+
+    def _read_rows_cached(self, keys, rows, servers):
+        """Rows sliced from fresh cached blocks; missing blocks read whole
+        (then cached), so later pulls of other rows cost nothing."""
+        blocks = [self.cache.peek(key) for key in keys]
+        missing = [i for i, block in enumerate(blocks) if block is None]
+        if missing:
+            wanted = [keys[i] for i in missing]
+            groups = self._groups(wanted, None if servers is None else
+                                  [servers[i] for i in missing])
+            replies = self._exchange([(server, "read", [wanted[i] for i in positions],
+                                       None, ()) for server, positions in groups.items()])
+            for i, block in zip(missing, self._scatter(wanted, groups, replies, _NO_DEFAULT)):
+                self.cache.put(keys[i], block)
+                blocks[i] = block
+        return [block[row] for block, row in zip(blocks, rows)]
 
     # -- plumbing ----------------------------------------------------------
 

@@ -114,6 +114,9 @@ SCHEMA = {
     "staleness": Param(int, 0, low=0, nullable=True,
                        help="SSP bound s: 0 is BSP, null is fully asynchronous"),
     "seed": Param(int, 0, help="random seed; with staleness 0 a job is deterministic"),
+    "cache": Param(bool, False,
+                   help="workers keep copies of what they read and serve reads from them "
+                        "while fresh enough for the staleness bound (fewer messages)"),
     "input": Param((str, list), None, nullable=True,
                    help="input file, folder or glob (or a list of them)"),
     "output": Param(str, None, nullable=True,

@@ -308,6 +308,10 @@ def _run_role(topology, job, algorithm, resume):
         server.serve()
     else:
         client = Client(topology.ps, topology.server_ranks, ring)
+        if job.cache:
+            from paracel.cache import ParamCache
+
+            client.cache = ParamCache(clock)
         algorithm.run(Runtime(topology, client, clock, job, folder))
     clock.free()
 

@@ -274,3 +274,37 @@ class CrossReads(paracel.Algorithm):
             assert np.all(W.pull(rows) == 2.0)
             self.read_multi([("x", i) for i in range(3000)], default=0)
         return {"rounds": self.rounds}
+
+
+class CachedMatrix(paracel.Algorithm):
+    """Worker-side cache check on a distributed matrix.
+
+    Row ``w`` is worker ``w``'s counter, the last row everyone's. Each clock a
+    worker adds 1 to its row and to the shared row, and pulls every row before
+    and after its push: its own row must count exactly its pushes (it reads
+    its own writes), a peer's at least ``c - s`` (the SSP rule), the shared
+    row at least the sum of those.
+    """
+
+    parameters = {"clocks": paracel.Param(int, 10, "how many clocks")}
+
+    def solve(self):
+        me, n = self.worker_id, self.num_workers
+        W = self.matrix("W", (n + 1, 3), block_rows=2)
+        rows = np.arange(n + 1)
+        for clock in range(self.clocks):
+            if me == 0:
+                time.sleep(0.02)
+            self.check(W.pull(rows), pushed=clock)
+            W.push(np.array([me, n]), np.ones((2, 3)))
+            self.check(W.pull(rows), pushed=clock + 1)
+            self.iter_commit()
+        return {"clocks": self.clock}
+
+    def check(self, values, pushed):
+        me, n, s = self.worker_id, self.num_workers, self.staleness
+        assert np.all(values[me] == pushed), (me, pushed, values[me])
+        floor = 0 if s is None else max(0, self.clock - s)
+        for peer in range(n):
+            assert floor <= values[peer, 0] <= self.clocks, (peer, floor, values[peer])
+        assert values[n, 0] >= pushed + floor * (n - 1), (values[n], pushed, floor)

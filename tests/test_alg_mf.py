@@ -39,9 +39,10 @@ def ratings(tmp_path_factory):
     return path, data, reference_mf(data, seed=SEED, **PARAMS)
 
 
-def run(run_job, tmp_path, path, workers, servers, staleness=0, name="out", **params):
+def run(run_job, tmp_path, path, workers, servers, staleness=0, name="out", cache=False,
+        **params):
     result = run_job(ALGORITHM, processes=workers + servers, servers=servers,
-                     staleness=staleness, seed=SEED, input=path,
+                     staleness=staleness, seed=SEED, input=path, cache=cache,
                      output=str(tmp_path / name), params={**PARAMS, **params})
     assert_ok(result)
     return result
@@ -88,8 +89,12 @@ def factors(result):
 
 
 def test_two_workers_two_servers_repeatable_and_close(run_job, tmp_path, ratings):
+    # the second run reads through the worker-side cache: at staleness 0 a copy
+    # only serves the clock it was read in, and mf pulls once a clock, so the
+    # factors must come out bitwise the same
     path, _, reference = ratings
-    first, second = (run(run_job, tmp_path, path, 2, 2, name=name) for name in ("a", "b"))
+    first, second = (run(run_job, tmp_path, path, 2, 2, name=name, cache=cache)
+                     for name, cache in (("a", False), ("b", True)))
     check_servers_and_workers(first.metrics, 2, 2, clocks=5 * PARAMS["epochs"])
     for name in ("train_rmse", "heldout_rmse"):
         assert first.metrics["metrics"][name] == pytest.approx(reference[name], rel=0.02)
@@ -97,16 +102,19 @@ def test_two_workers_two_servers_repeatable_and_close(run_job, tmp_path, ratings
         np.testing.assert_array_equal(mine, again)
 
 
-@pytest.mark.parametrize("workers,servers,staleness,clocks_per_epoch", [
-    (4, 1, 0, 2),
-    (4, 2, 2, 4),
-    (4, 1, None, 4),
+@pytest.mark.parametrize("workers,servers,staleness,clocks_per_epoch,cache", [
+    (4, 1, 0, 2, False),
+    (4, 2, 2, 4, False),
+    (4, 1, None, 4, False),
+    (4, 2, 2, 4, True),
 ])
 def test_parallel_runs_match_the_reference(run_job, tmp_path, ratings, workers, servers,
-                                           staleness, clocks_per_epoch):
+                                           staleness, clocks_per_epoch, cache):
     path, _, reference = ratings
-    result = run(run_job, tmp_path, path, workers, servers, staleness,
+    result = run(run_job, tmp_path, path, workers, servers, staleness, cache=cache,
                  clocks_per_epoch=clocks_per_epoch)
+    if cache:   # copies served pulls within the bound
+        assert sum(result.metrics["timings"]["per_worker_cache_hits"]) > 0
     metrics = result.metrics
     check_servers_and_workers(metrics, workers, servers,
                               clocks=(clocks_per_epoch + 1) * PARAMS["epochs"])

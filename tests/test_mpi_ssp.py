@@ -20,12 +20,19 @@ def records(result, workers):
     return [json.loads(result.read(f"clocks_{w}.json")) for w in range(workers)]
 
 
+@pytest.mark.parametrize("cache", [False, True])
 @pytest.mark.parametrize("staleness", [0, 1, 3])
-def test_staleness_bound_and_visibility(run_job, staleness):
+def test_staleness_bound_and_visibility(run_job, staleness, cache):
+    # with the worker-side cache, reads served from copies must keep the rule too
     clocks = 12
     result = run_job("mpi_algos:Clocks", processes=5, servers=1, staleness=staleness,
-                     params={"clocks": clocks, "slow": 0, "delay": 0.05})
+                     cache=cache, params={"clocks": clocks, "slow": 0, "delay": 0.05})
     assert_ok(result)
+    hits = result.metrics["timings"]["per_worker_cache_hits"]
+    if cache and staleness == 3:
+        assert sum(hits) > 0     # fast workers ran ahead on their copies
+    if not cache or staleness == 0:
+        assert sum(hits) == 0    # s = 0: every clock's first read is a new one
     gaps = []
     for worker_records in records(result, 4):
         assert [r["clock"] for r in worker_records] == list(range(1, clocks + 1))
@@ -58,3 +65,12 @@ def test_finished_worker_does_not_hold_others_back(run_job):
                      params={"clocks": 8, "short": 3, "slow": 2, "delay": 0.02})
     assert_ok(result)
     assert result.metrics["timings"]["per_worker_clocks"] == [3, 8, 8]
+
+
+@pytest.mark.parametrize("staleness", [0, 2, None])
+def test_cached_reads_see_own_updates_and_peers_within_the_bound(run_job, staleness):
+    result = run_job("mpi_algos:CachedMatrix", processes=4, servers=1, staleness=staleness,
+                     cache=True, params={"clocks": 10})
+    assert_ok(result)
+    hits = result.metrics["timings"]["per_worker_cache_hits"]
+    assert sum(hits) > 0
