@@ -191,7 +191,7 @@ class ALS(RatingsAlgorithm):
         rows, r = np.unique(own, return_inverse=True)
         if rows.size:
             cols, c = np.unique(other, return_inverse=True)
-            solved = solve_rows(self.pull(fixed, cols), r, c, ratings - self.mean_, lam,
+            solved = solve_rows(fixed.pull(cols), r, c, ratings - self.mean_, lam,
                                 rows.size)
             target.push(rows, solved, "replace")
         self.iter_commit()

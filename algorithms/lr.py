@@ -446,7 +446,13 @@ class LogisticRegression(paracel.Algorithm):
         """One mini-batch step: ``(summed log-loss of the batch before the step,
         progress in epochs)``, or ``None`` once all workers made ``budget`` steps."""
         me = 3 + self.worker_id
-        bias, owed, steps, mine = shared.pull([0, 1, 2, me])
+        X = self.Xc_[batch]
+        used, local = np.unique(X.indices, return_inverse=True)
+        X = scipy.sparse.csr_matrix((X.data, local, X.indptr), shape=(X.shape[0], len(used)))
+        features = self.columns_[used]
+        # the counters and the batch's weights in one round trip
+        counters, weights = self.pull_many([(shared, [0, 1, 2, me]), (target, features)])
+        bias, owed, steps, mine = counters
         if budget is not None and steps >= budget:
             return None
         progress = steps / self.steps_per_epoch_
@@ -454,11 +460,6 @@ class LogisticRegression(paracel.Algorithm):
             return 0.0, progress
         eta = self._step_size(progress)
         owed += eta * self.lam_                           # this step's share, too
-        X = self.Xc_[batch]
-        used, local = np.unique(X.indices, return_inverse=True)
-        X = scipy.sparse.csr_matrix((X.data, local, X.indptr), shape=(X.shape[0], len(used)))
-        features = self.columns_[used]
-        weights = target.pull(features)
         if weights.ndim == 2:
             weights = weights[:, 0]
         y = self.y_[batch]

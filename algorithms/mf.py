@@ -111,13 +111,11 @@ Output
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 import paracel
 from paracel.matrix import DistMatrix
-from paracel.partition import Ring, block_key
 
 #: A factor matrix is cut into at most MAX_BLOCKS row blocks of at least
 #: MIN_BLOCK_BYTES: big enough that a block's rows travel as raw buffers and
@@ -264,13 +262,6 @@ def sgd_pass(P, Q, users, items, ratings, mean, lr, reg, batch_size):
         np.add.at(Q, i, lr * _steps(err, pu, qi, reg))
 
 
-@lru_cache(maxsize=None)
-def block_servers(name, num_blocks, num_servers):
-    """The server of each row block of matrix ``name`` (the clients' placement)."""
-    ring = Ring(num_servers)
-    return np.array([ring.server_of(block_key(name, b)) for b in range(num_blocks)])
-
-
 def rmse(sse, count):
     """Root mean squared error from a sum and a count (``None`` for no ratings)."""
     return float(np.sqrt(sse / count)) if count else None
@@ -291,25 +282,9 @@ class RatingsAlgorithm(paracel.Algorithm):
         """Predicted ratings for aligned rows of the two factor matrices."""
         raise NotImplementedError
 
-    def pull(self, matrix, rows):
-        """``matrix.pull(rows)``, asking one server at a time.
-
-        A pull that spans several servers posts a request to each before it
-        reads any reply, and servers send their replies with blocking sends;
-        with two or more workers and servers, replies above the MPI eager
-        limit can then wait on each other in a cycle (a hang). Asking one
-        server at a time never leaves a reply waiting on a worker that is
-        not receiving it.
-        """
-        if self.num_servers == 1 or len(rows) == 0:
-            return matrix.pull(rows)
-        servers = block_servers(matrix.name, matrix.num_blocks,
-                                self.num_servers)[rows // matrix.block_rows]
-        out = np.empty((len(rows),) + matrix.shape[1:], dtype=matrix.dtype)
-        for server in np.unique(servers):
-            mine = servers == server
-            out[mine] = matrix.pull(rows[mine])
-        return out
+    def pull_both(self, P, users, Q, items):
+        """Rows of both factor matrices in one round trip to each server."""
+        return self.pull_many([(P, users), (Q, items)])
 
     def split(self, triples):
         """This share's ``(train, heldout)`` ratings (``holdout`` hash split)."""
@@ -335,7 +310,8 @@ class RatingsAlgorithm(paracel.Algorithm):
             return np.zeros(4)
         users, u = np.unique(both.user, return_inverse=True)
         items, i = np.unique(both.item, return_inverse=True)
-        predicted = self.predict(self.pull(P, users)[u], self.pull(Q, items)[i])
+        user_rows, item_rows = self.pull_both(P, users, Q, items)
+        predicted = self.predict(user_rows[u], item_rows[i])
         squared = (both.rating - predicted) ** 2
         n = train.size
         return np.array([squared[:n].sum(), n, squared[n:].sum(), heldout.size], dtype=float)
@@ -368,7 +344,7 @@ class RatingsAlgorithm(paracel.Algorithm):
         items = np.array_split(np.arange(triples.shape[1]), self.num_workers)[self.worker_id]
         for name, matrix, rows, ids in (("user_factors_", P, users, triples.src_ids),
                                         ("item_factors_", Q, items, triples.dst_ids)):
-            values = self.pull(matrix, rows)
+            values = matrix.pull(rows)
             self.dump(name, zip(ids[rows].tolist(), values))
 
 
@@ -449,7 +425,7 @@ class MatrixFactorization(RatingsAlgorithm):
         """
         users, u = np.unique(chunk.user, return_inverse=True)
         items, i = np.unique(chunk.item, return_inverse=True)
-        old_p, old_q = self.pull(P, users), self.pull(Q, items)
+        old_p, old_q = self.pull_both(P, users, Q, items)
         new_p, new_q = old_p.copy(), old_q.copy()
         sgd_pass(new_p, new_q, u, i, chunk.rating, self.mean_, lr, self.reg, self.batch_size)
         if self.staleness == 0:

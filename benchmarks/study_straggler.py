@@ -12,6 +12,9 @@ repeated with small noise, rows shuffled) and ``mf`` on MovieLens 100k
   benchmark-only switch of :meth:`paracel.Algorithm.iter_commit`);
 * ``any:2``: each clock a different worker (drawn from the clock number) is
   2x slow, the transient stragglers of a shared cluster;
+* ``7:2+cache`` and ``any:2+cache``: the same with the worker-side parameter
+  cache (job key ``cache``), which serves reads from copies fresh enough for
+  the bound;
 
 plus one BSP run without a straggler as the baseline.
 
@@ -61,7 +64,7 @@ from mf_helpers import movielens, write_ratings  # noqa: E402
 
 WORKERS = 8
 STALENESS = [0, 1, 2, 4, 8, None]
-STRAGGLERS = ["7:2", "7:4", "any:2"]
+SETTINGS = ["7:2", "7:4", "any:2", "7:2+cache", "any:2+cache"]
 TARGET_AT = 0.9
 JOB_TIMEOUT = 900
 
@@ -85,26 +88,30 @@ def lr_data(folder, copies):
 
 def algorithms(folder, quick):
     """``{name: (input path, algorithm, params)}`` of the two workloads."""
-    lr_input = lr_data(folder, 4 if quick else 20)
+    lr_input = lr_data(folder, 4 if quick else 12)
     ratings = write_ratings(os.path.join(folder, "ratings.txt"),
                             movielens(200 if quick else 10 ** 9))
     return {
-        "lr": (lr_input, "lr", {"method": "sgd", "epochs": 3 if quick else 10, "tol": None,
+        "lr": (lr_input, "lr", {"method": "sgd", "epochs": 3 if quick else 8, "tol": None,
                                 "C": 0.1, "batch_size": 32}),
-        "mf": (ratings, "mf", {"k": 10, "epochs": 4 if quick else 12, "learning_rate": 0.01,
+        "mf": (ratings, "mf", {"k": 10, "epochs": 4 if quick else 10, "learning_rate": 0.01,
                                "reg": 0.05, "batch_size": 256, "holdout": 0.1,
                                "clocks_per_epoch": 4, "factor_files": False}),
     }
 
 
-def run_job(folder, name, workload, staleness, straggler):
-    """Run one job (8 workers + 1 server); returns its metrics.json."""
+def run_job(folder, name, workload, staleness, setting):
+    """Run one job (8 workers + 1 server) under straggler ``setting``
+    (``"W:F"``, ``"any:F"``, either with ``"+cache"``, or None); returns its
+    metrics.json."""
     path, algorithm, params = workload
+    straggler, _, cache = (setting or "").partition("+")
     out = os.path.join(folder, name)
     job = out + ".json"
     with open(job, "w", encoding="utf-8") as handle:
         json.dump({"algorithm": algorithm, "input": path, "staleness": staleness, "seed": 1,
-                   "output": out, "log_level": "warning", "params": params}, handle)
+                   "output": out, "log_level": "warning", "cache": cache == "cache",
+                   "params": params}, handle)
     env = dict(os.environ)
     env.pop("PARACEL_STRAGGLER", None)
     if straggler:
@@ -174,15 +181,15 @@ def label(staleness):
     return "async" if staleness is None else f"s={staleness}"
 
 
-def run_all(folder, names, quick):
-    """Every run of the study: ``{(name, straggler, staleness): metrics}``."""
+def run_all(folder, names, settings, quick):
+    """Every run of the study: ``{(name, setting, staleness): metrics}``."""
     workloads = algorithms(folder, quick)
-    stragglers = STRAGGLERS[:1] if quick else STRAGGLERS
     results = {}
     for name in names:
-        plan = [(None, 0)] + [(straggler, s) for straggler in stragglers for s in STALENESS]
+        plan = [(None, 0)] + [(setting, s) for setting in settings for s in STALENESS]
         for straggler, staleness in plan:
             tag = f"{name}-{straggler or 'none'}-{label(staleness)}".replace(":", "x")
+            tag = tag.replace("+", "-")
             start = time.perf_counter()
             results[name, straggler, staleness] = run_job(folder, tag, workloads[name],
                                                           staleness, straggler)
@@ -220,14 +227,19 @@ def straggler_tables(results, names):
                          "-" if speedup is None else f"{speedup:.2f}x",
                          f"{metrics['timings']['solve_seconds']:.2f}", f"{quality:.5f}",
                          f"{quality / base_quality - 1:+.2%}"])
-        verdicts += straggler_verdict(name, rows)
+        verdicts += straggler_verdict(name, rows, settings_of(results))
     return rows, curves, verdicts
 
 
-def straggler_verdict(name, rows):
+def settings_of(results):
+    """The straggler settings that were run, in the study's order."""
+    return [s for s in SETTINGS if any(key[1] == s for key in results)]
+
+
+def straggler_verdict(name, rows, settings):
     """One line per straggler setting: the best staleness's speed-up over BSP."""
     lines = []
-    for straggler in STRAGGLERS:
+    for straggler in settings:
         mine = [row for row in rows if row[0] == name and row[1] == straggler
                 and row[5] != "-"]
         if not mine:
@@ -237,7 +249,7 @@ def straggler_verdict(name, rows):
         lines.append(f"{name}, straggler {straggler}: best {best[2]} reaches the target "
                      f"{best[5]} sooner than BSP (final quality {best[8]} vs the "
                      f"no-straggler BSP run); target >= 1.5x with a 2x straggler: "
-                     f"{verdict if straggler.endswith(':2') else 'n/a'}")
+                     f"{verdict if ':2' in straggler else 'n/a'}")
     return lines
 
 
@@ -252,10 +264,10 @@ def breakdown_rows(results, names):
     return rows
 
 
-def plot_curves(curves, names, path):
+def plot_curves(curves, names, settings, path):
     """Objective against wall time, one panel per (algorithm, straggler)."""
     plt = pyplot()
-    settings = [None] + STRAGGLERS
+    settings = [None] + settings
     fig, axes = plt.subplots(len(names), len(settings), figsize=(4.2 * len(settings),
                              3.4 * len(names)), squeeze=False)
     for row, name in enumerate(names):
@@ -278,7 +290,7 @@ def plot_curves(curves, names, path):
 def plot_breakdown(results, names, path):
     """Stacked bars of mean compute / comm / wait fractions per staleness."""
     plt = pyplot()
-    settings = [s for s in STRAGGLERS if any(key[1] == s for key in results)]
+    settings = settings_of(results)
     fig, axes = plt.subplots(len(names), len(settings), figsize=(4.2 * len(settings),
                              3.2 * len(names)), squeeze=False)
     for row, name in enumerate(names):
@@ -305,12 +317,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data, one straggler")
     parser.add_argument("--only", default="lr,mf", help="comma-separated: lr, mf")
+    parser.add_argument("--settings", default=",".join(SETTINGS),
+                        help="comma-separated straggler settings (default: all)")
     args = parser.parse_args()
     names = args.only.split(",")
+    settings = args.settings.split(",")[:1] if args.quick else args.settings.split(",")
     machine_start, own_start, wall_start = (machine_cpu_seconds(), cpu_with_children(),
                                             time.perf_counter())
     with tempfile.TemporaryDirectory(prefix="paracel-straggler-") as folder:
-        results = run_all(folder, names, args.quick)
+        results = run_all(folder, names, settings, args.quick)
     load = other_load_line(machine_cpu_seconds() - machine_start,
                            cpu_with_children() - own_start, time.perf_counter() - wall_start)
     rows, curves, verdicts = straggler_tables(results, names)
@@ -325,8 +340,8 @@ def main():
     print("\n".join(verdicts))
     print(load)
     os.makedirs(DOCS, exist_ok=True)
-    command = "./run_bench.sh study_straggler" + (" --quick" if args.quick else "")
-    plot_curves(curves, names, os.path.join(DOCS, "straggler.png"))
+    command = " ".join(["./run_bench.sh study_straggler"] + sys.argv[1:])
+    plot_curves(curves, names, settings_of(results), os.path.join(DOCS, "straggler.png"))
     write_study("straggler", "Straggler study: staleness against a slow worker", command,
                 [("Time to the target objective (8 workers + 1 server)", header, rows),
                  ("Verdicts", ["verdict"], [[line] for line in verdicts])], load)

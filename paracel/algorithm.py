@@ -235,6 +235,14 @@ class Algorithm:
 
     # -- distributed matrices ----------------------------------------------
 
+    def pull_many(self, requests):
+        """Rows of several matrices at once: ``[(matrix, rows), ...]`` gives
+        what each ``matrix.pull(rows)`` would, in one round trip to each
+        server instead of one per matrix."""
+        from paracel.matrix import pull_many
+
+        return pull_many(requests)
+
     def matrix(self, name, shape, dtype=np.float64, block_rows=None, sparse=False,
                init="zeros", value=0.0, scale=1.0, create=True):
         """A matrix or vector on the servers, stored as row blocks.

@@ -142,17 +142,16 @@ class DistMatrix:
             ``len(rows)`` rows in the order asked, shape ``(len(rows),)`` for
             a vector.
         """
-        groups = self._group(rows)
-        blocks = list(groups)
-        parts = self.client.read_rows([self.block_key(b) for b in blocks],
-                                      [groups[b][1] for b in blocks],
-                                      self.block_servers(blocks))
-        count = len(np.asarray(rows).ravel())
+        return pull_many([(self, rows)])[0]
+
+    def _assemble(self, groups, parts, count):
+        """The rows of a pull in the order asked, from each block's part."""
         if self.sparse:
-            return _sparse_rows(parts, [groups[b][0] for b in blocks], count, self.shape[1])
+            return _sparse_rows(parts, [positions for positions, _ in groups.values()],
+                                count, self.shape[1])
         out = np.empty((count,) + self.shape[1:], dtype=self.dtype)
-        for block, part in zip(blocks, parts):
-            out[groups[block][0]] = part
+        for (positions, _), part in zip(groups.values(), parts):
+            out[positions] = part
         return out
 
     def push(self, rows, deltas, fn="add"):
@@ -228,6 +227,26 @@ class DistMatrix:
         blocks = range(self.num_blocks) if blocks is None else blocks
         self.client.write_multi({self.block_key(b): _slice(array, *self.block_range(b))
                                  for b in blocks})
+
+
+def pull_many(requests):
+    """Rows of several matrices in one round trip: ``[(matrix, rows), ...]``
+    gives what each ``matrix.pull(rows)`` would, with one message per server
+    for them all (the matrices share the worker's client).
+    """
+    plans, keys, selections, servers = [], [], [], []
+    for matrix, rows in requests:
+        groups = matrix._group(rows)
+        blocks = list(groups)
+        plans.append((matrix, groups, len(np.asarray(rows).ravel()), len(keys)))
+        keys += [matrix.block_key(b) for b in blocks]
+        selections += [local for _, local in groups.values()]
+        servers.append(matrix.block_servers(blocks))
+    if not requests:
+        return []
+    parts = requests[0][0].client.read_rows(keys, selections, np.concatenate(servers))
+    return [matrix._assemble(groups, parts[first:first + len(groups)], count)
+            for matrix, groups, count, first in plans]
 
 
 def _default_block_rows(rows, row_bytes, servers):
