@@ -15,6 +15,9 @@ Run (from the project folder, outside mpiexec; it launches the job itself)::
 
     .venv/bin/python benchmarks/bench_idle.py [--ranks 16] [--servers 1] [--busy 5]
 
+``--json PATH`` also writes the measured percentages there (for
+``study_overhead.py``).
+
 ``--module NAME`` (repeatable) lists extra modules in the job file, imported on
 every rank before the roles start: a way to try out another waiting policy
 without touching the framework.
@@ -168,12 +171,12 @@ def role_of(rank, num_ranks, servers):
     return "busy worker" if rank == 0 else "waiting worker"
 
 
-def role_rows(percent, num_ranks, servers):
-    """Per-role rows: count, mean, max, target, verdict."""
+def role_stats(percent, num_ranks, servers):
+    """Per role present: ``{role, ranks, mean, max, target, verdict}`` (percent of a core)."""
     roles = {}
     for rank in range(num_ranks):
         roles.setdefault(role_of(rank, num_ranks, servers), []).append(percent[f"rank {rank}"])
-    rows = []
+    stats = []
     for role in ("busy worker", "waiting worker", "idle server"):
         values = roles.get(role, [])
         if not values:
@@ -183,9 +186,26 @@ def role_rows(percent, num_ranks, servers):
             verdict = "ok" if max(values) > 80 else "LOW"
         else:
             verdict = "ok" if max(values) < TARGET_PERCENT else "OVER"
-        rows.append([role, len(values), f"{statistics.mean(values):.2f}",
-                     f"{max(values):.2f}", target, verdict])
-    return rows
+        stats.append({"role": role, "ranks": len(values), "mean": statistics.mean(values),
+                      "max": max(values), "target": target, "verdict": verdict})
+    return stats
+
+
+def role_rows(percent, num_ranks, servers):
+    """Per-role rows: count, mean, max, target, verdict."""
+    return [[stat["role"], stat["ranks"], f"{stat['mean']:.2f}", f"{stat['max']:.2f}",
+             stat["target"], stat["verdict"]]
+            for stat in role_stats(percent, num_ranks, servers)]
+
+
+def dump_json(path, percent, machine, args, window):
+    """Dump the run's settings and percentages (of one core) to ``path``."""
+    data = {"ranks": args.ranks, "servers": args.servers, "busy_seconds": args.busy,
+            "window_seconds": window, "modules": args.module,
+            "per_process": percent, "machine": machine,
+            "roles": role_stats(percent, args.ranks, args.servers)}
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1)
 
 
 def report(percent, machine, args, window):
@@ -214,6 +234,7 @@ def main():
     parser.add_argument("--busy", type=float, default=5.0, help="seconds worker 0 computes")
     parser.add_argument("--module", action="append", default=[],
                         help="extra module imported on every rank (repeatable)")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers here as JSON")
     args = parser.parse_args()
     window = args.busy - 2 * SETTLE_SECONDS
     with tempfile.TemporaryDirectory(prefix="bench_idle_") as folder:
@@ -228,6 +249,8 @@ def main():
         if process.returncode != 0:
             raise SystemExit(f"the job failed (exit {process.returncode}):\n{output}")
     report(percent, machine, args, window)
+    if args.json:
+        dump_json(args.json, percent, machine, args, window)
 
 
 if __name__ == "__main__":

@@ -24,13 +24,15 @@ least disturbed one; the run also prints how many cores other processes used
 meanwhile). Ranks that take no part in a measurement wait in a non-blocking
 barrier that sleeps, so they do not steal the cores.
 
-Run (any N >= 2; ``--servers S`` makes the last S ranks servers)::
+Run (any N >= 2; ``--servers S`` makes the last S ranks servers; ``--json
+PATH`` also writes the measured numbers there, for ``study_overhead.py``)::
 
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_osc=^ucx \
         .venv/bin/mpiexec --oversubscribe -n 4 .venv/bin/python benchmarks/bench_kv.py
 """
 
 import argparse
+import json
 import os
 import time
 
@@ -433,6 +435,36 @@ def report(bench, bw_rows, rtt_rows, multi, load):
                 summary_rows(bw_rows, rtt_rows))
 
 
+def results(bench, bw_rows, rtt_rows, multi, load):
+    """The measured numbers as plain data, for ``--json`` (rank 0).
+
+    Bandwidths are GB/s and ratios paracel / raw (above 1: paracel faster),
+    as in the printed tables.
+    """
+    top = bench.top
+    raw, fw = multi
+    return {
+        "ranks": top.num_workers + top.num_servers, "workers": top.num_workers,
+        "servers": top.num_servers, "reps": bench.reps, "small_reps": bench.small_reps,
+        "small_seconds": bench.seconds, "multi_reps": bench.multi_reps,
+        "mpi": MPI.Get_library_version().split(",")[0], "load": load,
+        "bandwidth": [{"bytes": size,
+                       "raw_push_gbps": gbps(size, raw_push),
+                       "paracel_push_gbps": gbps(size, fw_push),
+                       "push_ratio": raw_push / fw_push,
+                       "raw_pull_gbps": gbps(size, raw_pull),
+                       "paracel_pull_gbps": gbps(size, fw_pull),
+                       "pull_ratio": raw_pull / fw_pull}
+                      for size, raw_push, fw_push, raw_pull, fw_pull in bw_rows],
+        "small": [{"value": name, "readers": active, "raw_per_s": raw_rate,
+                   "paracel_per_s": fw_rate, "ratio": fw_rate / raw_rate}
+                  for name, active, raw_rate, fw_rate in rtt_rows],
+        "read_multi": {"keys": MULTI_KEYS, "raw_seconds": raw, "paracel_seconds": fw,
+                       "raw_keys_per_s": MULTI_KEYS / raw,
+                       "paracel_keys_per_s": MULTI_KEYS / fw, "ratio": raw / fw},
+    }
+
+
 class LoadMeter:
     """CPU used by processes outside the job while it runs (collective)."""
 
@@ -458,6 +490,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--servers", type=int, default=1, help="parameter-server ranks")
     parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--json", metavar="PATH", help="also write the numbers here as JSON")
     args = parser.parse_args()
     bench = Bench(MPI.COMM_WORLD, args.servers, args.quick)
     meter = LoadMeter(bench.raw)
@@ -467,7 +500,9 @@ def main():
     load = meter.line()
     if bench.rank == 0:
         report(bench, bw_rows, rtt_rows, multi, load)
-
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as handle:
+                json.dump(results(bench, bw_rows, rtt_rows, multi, load), handle, indent=1)
 
 
 if __name__ == "__main__":
