@@ -5,6 +5,7 @@ benchmark also reports how much CPU *other* processes used while it ran:
 a ratio measured while something else was eating the cores is not worth much.
 """
 
+import json
 import os
 import resource
 
@@ -147,3 +148,39 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def result_row(case, data, wall, solve, reference, metric, found, expected, timings, note=""):
+    """One paracel-against-reference result, as ``--json`` writes it.
+
+    The toolkit benchmarks share these keys so that ``study_toolkit.py`` can
+    read any of them.
+
+    Parameters
+    ----------
+    case : str
+        Which run of the benchmark (e.g. ``"gd-0"``).
+    data : str
+        The data, in a few words.
+    wall, solve, reference : float
+        The job's wall seconds (launch included), its ``solve_seconds`` and the
+        reference's seconds.
+    metric : str
+        The name of the quality measure compared.
+    found, expected : float
+        Its value for the paracel job and for the reference.
+    timings : dict
+        The ``timings`` of the job's ``metrics.json`` (per-worker solve,
+        clock-wait and communication seconds).
+    note : str
+        The benchmark's own agreement check, in a few words.
+    """
+    return {"case": case, "data": data, "job_wall_s": wall, "solve_s": solve,
+            "reference_s": reference, "metric": metric, "paracel": found,
+            "reference": expected, "note": note, "timings": timings}
+
+
+def write_json(path, rows):
+    """Write result rows (:func:`result_row`) to ``path`` as a JSON list."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(rows, handle, indent=1)

@@ -12,10 +12,13 @@ Printed: the job's wall time (launch included) and ``solve`` time from
 ``metrics.json``, the reference's total time over the λ values, the ratios;
 then per λ the validation and train RMSE of each; then how busy the machine
 was (the cores are shared, so ratios measured under load mean little).
+``--json PATH`` also writes the result as JSON (``_common.result_row``): the
+validation RMSE at each side's best λ.
 
 Run (from the project folder)::
 
     .venv/bin/python benchmarks/bench_als.py [--max-user 671] [--lambdas 0.1 0.2 0.4]
+        [--json PATH]
 """
 
 import argparse
@@ -26,7 +29,8 @@ import sys
 import tempfile
 import time
 
-from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
+from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
@@ -58,6 +62,7 @@ def main():
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 0.2, 0.4])
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
     args = parser.parse_args()
     data = movielens(args.max_user or 10 ** 9)
     common = {"k": args.k, "iterations": args.iterations, "init_scale": 0.1, "holdout": 0.1}
@@ -86,6 +91,14 @@ def main():
                 rows)
     print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
+    if args.json:
+        best = found["best_lambda"]
+        write_json(args.json, [result_row(
+            f"{len(args.lambdas)} λ x {args.iterations} iterations",
+            f"MovieLens ({len(data.ratings)} ratings), k={args.k}", wall, solve, ref_wall,
+            "best validation RMSE", found["validation_rmse_by_lambda"][str(best)],
+            refs[best_ref]["validation_rmse"], metrics["timings"],
+            f"best lambda {best} / {best_ref}")])
 
 
 if __name__ == "__main__":

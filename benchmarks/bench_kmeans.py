@@ -15,6 +15,7 @@ Printed per comparison: the job's wall time (launch included) and its
 ``solve`` time from ``metrics.json``, scikit-learn's wall time, the ratios,
 and the final inertia and iteration count of each; then how busy the machine
 was (the cores are shared, so ratios measured under load mean little).
+``--json PATH`` also writes the rows as JSON (``_common.result_row``).
 
 The job's ranks get one BLAS thread each (``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1 unless already set): OpenBLAS
@@ -24,7 +25,7 @@ worker). Set ``OPENBLAS_NUM_THREADS=2`` to see the library default.
 
 Run (from the project folder)::
 
-    .venv/bin/python benchmarks/bench_kmeans.py [--dataset digits] [--n-init 10]
+    .venv/bin/python benchmarks/bench_kmeans.py [--dataset digits] [--n-init 10] [--json PATH]
 """
 
 import argparse
@@ -39,7 +40,8 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
-from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
+from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 DATASETS = {"iris": (load_iris, 3), "wine": (load_wine, 3), "digits": (load_digits, 10)}
 ALGORITHM = "paracel.algorithms.kmeans:KMeans"
@@ -75,12 +77,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--n-init", type=int, default=10)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     args = parser.parse_args()
     loader, k = DATASETS[args.dataset]
     X = StandardScaler().fit_transform(loader().data)
     machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
     wall_start = time.perf_counter()
-    rows = []
+    described = f"{args.dataset} ({X.shape[0]} x {X.shape[1]}), k={k}"
+    rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="bench_kmeans_") as folder:
         points, init_path = os.path.join(folder, "points.csv"), os.path.join(folder, "init.txt")
         write_rows(points, X, ids=True)
@@ -97,12 +101,18 @@ def main():
                          f"{wall / ref_wall:.1f}", f"{solve / ref_wall:.1f}",
                          f"{metrics['metrics']['inertia']:.6f}", f"{model.inertia_:.6f}",
                          metrics["metrics"]["iterations"], model.n_iter_])
+            results.append(result_row(
+                label, described, wall, solve, ref_wall, "inertia",
+                metrics["metrics"]["inertia"], model.inertia_, metrics["timings"],
+                f"iterations {metrics['metrics']['iterations']} / {model.n_iter_}"))
     header = ["case", "job wall s", "job solve s", "sklearn s", "wall/sk", "solve/sk",
               "paracel inertia", "sklearn inertia", "p iters", "sk iters"]
     print_table(f"kmeans on {args.dataset} ({X.shape[0]} x {X.shape[1]}, k={k}): "
                 "4 workers + 1 server vs scikit-learn in one process", header, rows)
     print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
+    if args.json:
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ lines to a temporary folder.
 Printed: the wall times and their ratio, and the final complete
 log-likelihood ``log p(w, z)`` of each (they are different Gibbs chains, so
 they agree only statistically), and the other load on the machine during the
-job.
+job. ``--json PATH`` also writes the result (solve against the package) as
+JSON (``_common.result_row``).
 
 Run (from the project folder)::
 
     .venv/bin/python benchmarks/bench_lda.py [--processes 5] [--servers 1] [--staleness 0]
+        [--json PATH]
 """
 
 import argparse
@@ -36,7 +38,8 @@ import numpy as np
 import scipy.sparse
 from lda import datasets
 
-from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
+from _common import (children_cpu_seconds, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 TOPICS, SWEEPS, ALPHA, ETA = 20, 100, 0.1, 0.01
 
@@ -88,6 +91,7 @@ def main():
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--servers", type=int, default=1)
     parser.add_argument("--staleness", type=int, default=0)
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_lda_") as folder:
         data, X = write_reuters(folder)
@@ -112,6 +116,12 @@ def main():
                   f"{ref_ll:.1f}", f"{ref_ll / np.asarray(X.sum()):.4f}"]])
     print(f"\nlog-likelihood: paracel / lda package = {result['loglik'] / ref_ll:.4f}")
     print(load)
+    if args.json:
+        write_json(args.json, [result_row(
+            f"staleness {args.staleness}",
+            f"Reuters ({result['documents']} documents), K={TOPICS}, {SWEEPS} sweeps",
+            wall, solve, ref_seconds, "log p(w, z)", result["loglik"], ref_ll,
+            metrics["timings"], "different Gibbs chains: agree only statistically")])
 
 
 if __name__ == "__main__":

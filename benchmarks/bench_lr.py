@@ -9,11 +9,11 @@ is ``LogisticRegression(C, solver="lbfgs")`` on the same rows in one process.
 
 Printed per case: the job's wall time (launch included) and ``solve`` time,
 the reference's time, the ratios, and the final log-loss and accuracy of
-each.
+each. ``--json PATH`` also writes the rows as JSON (``_common.result_row``).
 
 Run (from the project folder)::
 
-    .venv/bin/python benchmarks/bench_lr.py [--copies 20] [--epochs 30]
+    .venv/bin/python benchmarks/bench_lr.py [--copies 20] [--epochs 30] [--json PATH]
 """
 
 import argparse
@@ -30,7 +30,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.preprocessing import StandardScaler
 
-from _common import print_table
+from _common import print_table, result_row, write_json
 
 C = 0.1
 
@@ -63,6 +63,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     args = parser.parse_args()
     X, y = data(args.copies)
     folder = tempfile.mkdtemp(prefix="paracel-bench-lr-")
@@ -77,7 +78,8 @@ def main():
              ("sgd", 0, {"method": "sgd", "epochs": args.epochs, "tol": None}),
              ("sgd", 2, {"method": "sgd", "epochs": args.epochs, "tol": None}),
              ("sgd", None, {"method": "sgd", "epochs": args.epochs, "tol": None})]
-    rows = []
+    described = f"breast cancer x{args.copies} ({X.shape[0]} x {X.shape[1]})"
+    rows, results = [], []
     for method, staleness, params in cases:
         name = f"{method}-{staleness}"
         wall, metrics = run_job(folder, name, path, staleness, {**params, "C": C})
@@ -86,10 +88,15 @@ def main():
         rows.append([name, f"{wall:.2f}", f"{solve:.2f}", f"{ref_seconds:.2f}",
                      f"{solve / ref_seconds:.1f}", f"{found['log_loss']:.5f}",
                      f"{ref_loss:.5f}", f"{found['accuracy']:.4f}", f"{ref_acc:.4f}"])
-    print_table(f"lr on breast cancer x{args.copies} ({X.shape[0]} x {X.shape[1]}), C={C}: "
+        results.append(result_row(name, described, wall, solve, ref_seconds, "log-loss",
+                                  found["log_loss"], ref_loss, metrics["timings"],
+                                  f"accuracy {found['accuracy']:.4f} / {ref_acc:.4f}"))
+    print_table(f"lr on {described}, C={C}: "
                 "4 workers + 1 server vs scikit-learn lbfgs in one process",
                 ["case", "job wall s", "solve s", "sklearn s", "solve/sk", "log-loss",
                  "sk log-loss", "accuracy", "sk accuracy"], rows)
+    if args.json:
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

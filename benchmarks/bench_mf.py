@@ -11,11 +11,13 @@ the same start, same epochs, in one process).
 Printed per case: the job's wall time (launch included) and ``solve`` time
 from ``metrics.json``, the reference's time, the ratios, and the final train
 and held-out RMSE of each; then how busy the machine was (the cores are
-shared, so ratios measured under load mean little).
+shared, so ratios measured under load mean little). ``--json PATH`` also
+writes the rows as JSON (``_common.result_row``).
 
 Run (from the project folder)::
 
     .venv/bin/python benchmarks/bench_mf.py [--max-user 671] [--epochs 20] [--k 10]
+        [--json PATH]
 """
 
 import argparse
@@ -26,7 +28,8 @@ import sys
 import tempfile
 import time
 
-from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
+from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
@@ -56,6 +59,7 @@ def main():
     parser.add_argument("--max-user", type=int, default=None, help="keep userId <= this")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     args = parser.parse_args()
     data = movielens(args.max_user or 10 ** 9)
     params = {"k": args.k, "epochs": args.epochs, "learning_rate": 0.01, "reg": 0.05,
@@ -65,7 +69,8 @@ def main():
     start = time.perf_counter()
     ref = reference_mf(data, seed=SEED, **params)
     ref_wall = time.perf_counter() - start
-    rows = []
+    described = f"MovieLens ({len(data.ratings)} ratings), k={args.k}, {args.epochs} epochs"
+    rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="bench_mf_") as folder:
         ratings = write_ratings(os.path.join(folder, "ratings.txt"), data)
         for index, staleness in enumerate([0, 2, None]):
@@ -76,12 +81,18 @@ def main():
                          f"{found['train_rmse']:.5f}", f"{ref['train_rmse']:.5f}",
                          f"{found['heldout_rmse']:.5f}", f"{ref['heldout_rmse']:.5f}",
                          f"{found['heldout_rmse'] / ref['heldout_rmse'] - 1:+.3%}"])
+            results.append(result_row(
+                f"staleness {staleness}", described, wall, solve, ref_wall, "held-out RMSE",
+                found["heldout_rmse"], ref["heldout_rmse"], metrics["timings"],
+                f"train RMSE {found['train_rmse']:.4f} / {ref['train_rmse']:.4f}"))
     header = ["case", "job wall s", "job solve s", "numpy s", "wall/np", "solve/np",
               "train p", "train np", "held-out p", "held-out np", "held-out diff"]
     print_table(f"mf on MovieLens ({len(data.ratings)} ratings, k={args.k}, {args.epochs} "
                 "epochs): 4 workers + 1 server vs NumPy SGD in one process", header, rows)
     print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
+    if args.json:
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,12 @@ edge list to a temporary folder (9737 nodes, 200 008 directed edges).
 
 Printed: the wall times and their ratio, iterations, the final L1 change,
 the max abs difference of the two rank vectors, and the other load on the
-machine during the job.
+machine during the job. ``--json PATH`` also writes the result (solve
+against read + rank) as JSON (``_common.result_row``).
 
 Run (from the project folder)::
 
-    .venv/bin/python benchmarks/bench_pagerank.py [--processes 5] [--servers 1]
+    .venv/bin/python benchmarks/bench_pagerank.py [--processes 5] [--servers 1] [--json PATH]
 """
 
 import argparse
@@ -36,7 +37,8 @@ import time
 
 import networkx as nx
 
-from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
+from _common import (children_cpu_seconds, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 TOL = 1e-9
 DAMPING = 0.85
@@ -95,6 +97,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--servers", type=int, default=1)
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_pagerank_") as folder:
         data = write_movielens(folder)
@@ -119,6 +122,12 @@ def main():
                  ["networkx, pagerank alone", f"{ref_rank:.2f}", "", "", ""]])
     print(f"\nmax abs difference of the ranks: {difference:.3g} over {len(ref)} nodes")
     print(load)
+    if args.json:
+        write_json(args.json, [result_row(
+            f"damping {DAMPING}",
+            f"MovieLens graph ({result['nodes']} nodes, {result['edges']} edges)",
+            wall, solve, ref_total, "largest rank", max(ranks.values()), max(ref.values()),
+            metrics["timings"], f"max abs rank difference {difference:.2g}")])
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ excluded; score rounded to 12 decimals descending, then item index).
 Printed per dataset: the job's wall time (launch included) and its ``solve``
 time from ``metrics.json``, the reference's wall time, the ratios, each
 side's mean best-neighbour score, and how many items' neighbour lists differ
-(should be 0); then how busy the machine was.
+(should be 0); then how busy the machine was. ``--json PATH`` also writes the
+rows as JSON (``_common.result_row``).
 
 The job's ranks get one BLAS thread each (``OPENBLAS_NUM_THREADS``,
 ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1 unless already set): OpenBLAS
@@ -27,7 +28,7 @@ worker). Set ``OPENBLAS_NUM_THREADS=2`` to see the library default.
 
 Run (from the project folder)::
 
-    .venv/bin/python benchmarks/bench_sim.py [--movies 1000] [--topk 10]
+    .venv/bin/python benchmarks/bench_sim.py [--movies 1000] [--topk 10] [--json PATH]
 """
 
 import argparse
@@ -44,7 +45,8 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.metrics.pairwise import cosine_similarity
 
-from _common import machine_cpu_seconds, other_load_line, print_table, cpu_with_children
+from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 ALGORITHM = "paracel.algorithms.sim:CosineSimilarity"
 
@@ -111,10 +113,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--movies", type=int, default=1000)
     parser.add_argument("--topk", type=int, default=10)
+    parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     args = parser.parse_args()
     machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
     wall_start = time.perf_counter()
-    rows = []
+    rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="bench_sim_") as folder:
         for name, (path, kind, ids, M) in [("movielens", movielens(folder, args.movies)),
                                            ("digits", digits(folder))]:
@@ -126,12 +129,18 @@ def main():
                          f"{ref_wall:.3f}", f"{wall / ref_wall:.1f}", f"{solve / ref_wall:.1f}",
                          f"{metrics['metrics']['mean_top1']:.12f}",
                          f"{scores[:, 0].mean():.12f}", differ])
+            results.append(result_row(
+                kind, f"{name} ({M.shape[0]} items x {M.shape[1]})", wall, solve, ref_wall,
+                "mean top-1 score", metrics["metrics"]["mean_top1"], scores[:, 0].mean(),
+                metrics["timings"], f"{differ} top-{args.topk} lists differ"))
     header = ["data", "job wall s", "job solve s", "sklearn s", "wall/sk", "solve/sk",
               "paracel mean top1", "sklearn mean top1", "lists differing"]
     print_table(f"sim (top-{args.topk} cosine neighbours): 4 workers + 1 server vs "
                 "scikit-learn in one process", header, rows)
     print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
                           time.perf_counter() - wall_start))
+    if args.json:
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ temporary folder.
 
 Printed: the wall times and their ratio, distinct and total words and the
 top word of each side, whether the counts and the whole top 10 agree, and
-the other load on the machine during the job.
+the other load on the machine during the job. ``--json PATH`` also writes
+the result as JSON (``_common.result_row``).
 
 Run (from the project folder)::
 
     .venv/bin/python benchmarks/bench_wc.py [--copies 40] [--files 8] [--processes 5]
+        [--json PATH]
 """
 
 import argparse
@@ -34,7 +36,8 @@ from collections import Counter
 
 import sklearn
 
-from _common import machine_cpu_seconds, other_load_line, print_table, children_cpu_seconds
+from _common import (children_cpu_seconds, machine_cpu_seconds, other_load_line, print_table,
+                     result_row, write_json)
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 TOPK = 10
@@ -94,6 +97,7 @@ def main():
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--servers", type=int, default=1)
+    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench_wc_") as folder:
         data, size = write_corpus(folder, args.copies, args.files)
@@ -114,6 +118,11 @@ def main():
     agree = (result["distinct_words"], result["words"], job_top) == (distinct, total, top)
     print(f"\ncounts and top {TOPK} agree: {agree}")
     print(load)
+    if args.json:
+        write_json(args.json, [result_row(
+            f"top {TOPK}", f"{size / 1e6:.2f} MB of text", wall, solve, seconds, "words",
+            result["words"], total, metrics["timings"],
+            f"counts and top {TOPK} {'agree' if agree else 'differ'}")])
 
 
 if __name__ == "__main__":
