@@ -137,7 +137,9 @@ Metrics (``metrics.json``): ``log_loss`` (mean over the training data),
 (SGD: mean batch log-loss of worker 0 in the current epoch so far; GD: the
 mean log-loss at the point where the gradient was taken). With SGD every
 worker also traces ``batch_loss`` (its batch's mean log-loss before the
-step) in its ``worker_history``.
+step) in its ``worker_history``, and with ``trace_every: k`` every ``k``
+clocks ``share_loss`` (its share's summed log-loss under the current model,
+and the share's size), from which the training log-loss over time follows.
 """
 
 import numpy as np
@@ -269,6 +271,9 @@ class LogisticRegression(paracel.Algorithm):
         "init_model": paracel.Param(str, None, "a model.h5 of an earlier run to start from "
                                     "(warm start; relative to the job file)", nullable=True,
                                     path=True),
+        "trace_every": paracel.Param(int, 0, "sgd: every this many clocks each worker "
+                                     "traces its share's log-loss under the current model "
+                                     "(share_loss in worker_history; 0: never)", low=0),
         "predict": paracel.Param(bool, False, "write pred_<worker> files (row, label, "
                                  "probability)"),
     }
@@ -422,6 +427,8 @@ class LogisticRegression(paracel.Algorithm):
                 self.trace(batch_loss=result[0] / max(batch.size, 1))
                 self.report(loss=loss_sum / max(seen, 1), epoch=round(result[1], 4))
                 self.iter_commit()
+                if self.trace_every and self.clock % self.trace_every == 0:
+                    self._trace_share_loss(target, shared)
             if self.tol is not None:
                 epoch_loss = self._epoch_loss(epoch, loss_sum, seen)
                 if epoch_loss > best - self.tol:
@@ -441,6 +448,16 @@ class LogisticRegression(paracel.Algorithm):
         else:
             self.sync()
         return self.epochs_run_, converged
+
+    def _trace_share_loss(self, target, shared):
+        """Trace ``share_loss``: this share's summed log-loss under the
+        current model, and its size (summed over the workers' latest
+        traces, the training log-loss over time)."""
+        bias, weights = self.pull_many([(shared, [0]), (target, self.columns_)])
+        if weights.ndim == 2:
+            weights = weights[:, 0]
+        z = self.Xc_ @ weights + bias[0]
+        self.trace(share_loss=[float(log_losses(z, self.y_).sum()), float(len(self.y_))])
 
     def _sgd_step(self, target, shared, batch, budget):
         """One mini-batch step: ``(summed log-loss of the batch before the step,
