@@ -426,9 +426,9 @@ class LogisticRegression(paracel.Algorithm):
                 seen += batch.size
                 self.trace(batch_loss=result[0] / max(batch.size, 1))
                 self.report(loss=loss_sum / max(seen, 1), epoch=round(result[1], 4))
-                self.iter_commit()
-                if self.trace_every and self.clock % self.trace_every == 0:
+                if self.trace_every and (self.clock + 1) % self.trace_every == 0:
                     self._trace_share_loss(target, shared)
+                self.iter_commit()
             if self.tol is not None:
                 epoch_loss = self._epoch_loss(epoch, loss_sum, seen)
                 if epoch_loss > best - self.tol:

@@ -548,7 +548,8 @@ class Algorithm:
         if isinstance(result, dict):
             self.metrics_.update(result)
         if runtime.pending:  # reported after the last clock
-            self.history_.append({"clock": self.clock, **runtime.pending})
+            elapsed = round(time.perf_counter() - runtime.started, 6)
+            self.history_.append({"clock": self.clock, "elapsed": elapsed, **runtime.pending})
         if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
             self._checkpoint(self.clock)
         solve_seconds = time.perf_counter() - runtime.started
