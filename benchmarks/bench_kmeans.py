@@ -17,11 +17,8 @@ and the final inertia and iteration count of each; then how busy the machine
 was (the cores are shared, so ratios measured under load mean little).
 ``--json PATH`` also writes the rows as JSON (``_common.result_row``).
 
-The job's ranks get one BLAS thread each (``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS``, ``MKL_NUM_THREADS`` = 1 unless already set): OpenBLAS
-threads spin while waiting, and with 5 ranks on 2 cores two threads per rank
-made the sim top-k phase on digits 4-5x slower (1.3 s against 0.28 s per
-worker). Set ``OPENBLAS_NUM_THREADS=2`` to see the library default.
+The launcher gives the job's ranks one BLAS thread each unless set (see
+``bench_sim.py`` for why).
 
 Run (from the project folder)::
 

@@ -66,7 +66,18 @@ def main():
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     args = parser.parse_args()
     X, y = data(args.copies)
-    folder = tempfile.mkdtemp(prefix="paracel-bench-lr-")
+    with tempfile.TemporaryDirectory(prefix="paracel-bench-lr-") as folder:
+        rows, results = run_cases(folder, X, y, args.epochs, args.copies)
+    print_table(f"lr on breast cancer x{args.copies} ({X.shape[0]} x {X.shape[1]}), C={C}: "
+                "4 workers + 1 server vs scikit-learn lbfgs in one process",
+                ["case", "job wall s", "solve s", "sklearn s", "solve/sk", "log-loss",
+                 "sk log-loss", "accuracy", "sk accuracy"], rows)
+    if args.json:
+        write_json(args.json, results)
+
+
+def run_cases(folder, X, y, epochs, copies):
+    """The reference and every paracel case: (printed rows, JSON rows)."""
     path = os.path.join(folder, "train.svm")
     dump_svmlight_file(X, y, path, zero_based=False)
     start = time.perf_counter()
@@ -75,10 +86,10 @@ def main():
     ref_loss = log_loss(y, reference.predict_proba(X))
     ref_acc = accuracy_score(y, reference.predict(X))
     cases = [("gd", 0, {"method": "gd", "epochs": 500, "tol": 1e-6}),
-             ("sgd", 0, {"method": "sgd", "epochs": args.epochs, "tol": None}),
-             ("sgd", 2, {"method": "sgd", "epochs": args.epochs, "tol": None}),
-             ("sgd", None, {"method": "sgd", "epochs": args.epochs, "tol": None})]
-    described = f"breast cancer x{args.copies} ({X.shape[0]} x {X.shape[1]})"
+             ("sgd", 0, {"method": "sgd", "epochs": epochs, "tol": None}),
+             ("sgd", 2, {"method": "sgd", "epochs": epochs, "tol": None}),
+             ("sgd", None, {"method": "sgd", "epochs": epochs, "tol": None})]
+    described = f"breast cancer x{copies} ({X.shape[0]} x {X.shape[1]})"
     rows, results = [], []
     for method, staleness, params in cases:
         name = f"{method}-{staleness}"
@@ -91,12 +102,7 @@ def main():
         results.append(result_row(name, described, wall, solve, ref_seconds, "log-loss",
                                   found["log_loss"], ref_loss, metrics["timings"],
                                   f"accuracy {found['accuracy']:.4f} / {ref_acc:.4f}"))
-    print_table(f"lr on {described}, C={C}: "
-                "4 workers + 1 server vs scikit-learn lbfgs in one process",
-                ["case", "job wall s", "solve s", "sklearn s", "solve/sk", "log-loss",
-                 "sk log-loss", "accuracy", "sk accuracy"], rows)
-    if args.json:
-        write_json(args.json, results)
+    return rows, results
 
 
 if __name__ == "__main__":
