@@ -407,3 +407,15 @@ def test_dense_delta_onto_sparse_block_stores_a_plain_array():
     new = lookup("add")(old, np.ones((3, 3)))
     assert type(new) is np.ndarray
     np.testing.assert_array_equal(new, np.eye(3) + 1)
+
+
+@pytest.mark.parametrize("rows", [[0, 2, 5, 7], [7, 5, 2, 0], [1, 1, 3, 1], [4]])
+def test_add_rows_matches_add_at_whatever_the_row_order(rows):
+    # increasing rows take a fancy-index fast path: it must sum exactly like add.at
+    rng = np.random.default_rng(len(rows))
+    old = rng.random((8, 3)).astype(np.float32)
+    values = rng.random((len(rows), 3))
+    expected = old.copy()
+    np.add.at(expected, np.array(rows), values)
+    got = updates.lookup("add_rows")(old, (np.array(rows), values))
+    np.testing.assert_array_equal(got, expected)

@@ -198,8 +198,18 @@ def _row_delta(name, old, delta):
 def add_rows(old, delta):
     """Add ``values`` to the given ``rows`` of a dense block: ``delta = (rows, values)``."""
     rows, values = _row_delta("add_rows", old, delta)
-    _in_place(np.add.at, old, rows, values)
+    _in_place(_add_at_rows, old, rows, values)
     return old
+
+
+def _add_at_rows(old, rows, values):
+    """``np.add.at(old, rows, values)``; rows in increasing order (distinct,
+    as pulls and pushes of distributed matrices send them) take one fancy
+    ``+=`` instead, the same sums and about 5x faster on 2-d blocks."""
+    if old.ndim > 1 and rows.size > 1 and np.all(rows[1:] > rows[:-1]):
+        old[rows] += values
+    else:
+        np.add.at(old, rows, values)
 
 
 @update_function("set_rows")
