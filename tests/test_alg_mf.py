@@ -54,6 +54,17 @@ def check_servers_and_workers(metrics, workers, servers, clocks):
     assert len(metrics["server_stats"]) == servers
     assert all(stats["requests"] > 0 and stats["keys"] > 0 for stats in metrics["server_stats"])
     assert metrics["timings"]["per_worker_clocks"] == [clocks] * workers
+    # every worker's own history: its share's error sums after each epoch, in time order
+    assert len(metrics["worker_history"]) == workers
+    for history in metrics["worker_history"]:
+        traced = [entry for entry in history if "share_sums" in entry]
+        assert len(traced) == PARAMS["epochs"]
+        times = [entry["elapsed"] for entry in history]
+        assert times == sorted(times) and len(traced[0]["share_sums"]) == 4
+    last = np.sum([[e for e in h if "share_sums" in e][-1]["share_sums"]
+                   for h in metrics["worker_history"]], axis=0)
+    assert last[1] == metrics["metrics"]["train_ratings"]      # the shares cover the data
+    assert last[3] == metrics["metrics"]["heldout_ratings"]
 
 
 def test_one_worker_is_the_numpy_reference(run_job, tmp_path, ratings):
