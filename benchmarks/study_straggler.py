@@ -246,6 +246,23 @@ def breakdown_rows(results, names):
     return rows
 
 
+def summary_rows(rows, results):
+    """One row per (algorithm, setting): "speed-up (mean waiting)" per
+    staleness, from the time-to-target rows and the runs' breakdowns."""
+    speedups = {(row[0], row[1], row[2]): row[5] for row in rows}
+    table = []
+    for name, setting in dict.fromkeys((key[0], key[1]) for key in results if key[1]):
+        cells = []
+        for staleness in STALENESS:
+            if (name, setting, staleness) not in results:
+                cells.append("")
+                continue
+            wait = breakdown(results[name, setting, staleness])[2].mean()
+            cells.append(f"{speedups[name, setting, label(staleness)]} ({wait:.0%})")
+        table.append([name, setting, *cells])
+    return table
+
+
 def plot_curves(curves, names, settings, path):
     """Objective against wall time, one panel per (algorithm, straggler)."""
     plt = pyplot()
@@ -326,8 +343,13 @@ def main():
     os.makedirs(DOCS, exist_ok=True)
     command = " ".join(["./run_bench.sh study_straggler"] + sys.argv[1:])
     plot_curves(curves, names, settings_of(results), os.path.join(DOCS, "straggler.png"))
+    summary_header = ["algorithm", "straggler", *(label(s) for s in STALENESS)]
+    summary = summary_rows(rows, results)
+    print_table("speed-up to the target vs BSP (mean waiting)", summary_header, summary)
     write_study("straggler", "Straggler study: staleness against a slow worker", command,
-                [("Time to the target objective (8 workers + 1 server)", header, rows),
+                [("Speed-up to the target against BSP with the same straggler (mean share "
+                  "of worker time spent waiting)", summary_header, summary),
+                 ("Time to the target objective (8 workers + 1 server)", header, rows),
                  ("Verdicts", ["verdict"], [[line] for line in verdicts])], load)
     plot_breakdown(results, names, os.path.join(DOCS, "time_breakdown.png"))
     write_study("time_breakdown", "Where the time goes, per staleness", command,
