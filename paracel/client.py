@@ -5,11 +5,17 @@ keys are grouped by the server that holds them (one message per server per
 call), values travel as raw buffers (:mod:`paracel.protocol`), and nothing of
 the model is computed here.
 
-Writes and updates are not acknowledged one by one. A server applies one
-worker's requests in the order they were sent, so a single *fence* round trip
-proves that everything sent before it has been applied; :meth:`Client.flush`
+Small writes and updates are not acknowledged one by one. A server applies
+one worker's requests in the order they were sent, so a single *fence* round
+trip proves that everything sent before it has been applied; :meth:`Client.flush`
 fences every server that has unfenced writes, and a :class:`Handle` fences
 only the servers its update went to, and only if no later fence already did.
+A write or update whose data travels out of line (a push of a big block) asks
+its server for an ack instead, which answers as a fence sent right after it
+would: flushing after a push then waits for that ack and sends nothing, one
+round trip where a separate fence made two, and the ack is noise next to the
+block it follows. Replies from one server arrive in the order of the
+requests, so the acks still due from it come before the reply to a read.
 Time spent sending and waiting for replies accumulates in ``comm_seconds``
 (the "communicating" share of a worker's time).
 
@@ -19,6 +25,7 @@ that server sends this worker (a fence, a read, ...), as a
 """
 
 import time
+from collections import deque
 
 import numpy as np
 from mpi4py import MPI
@@ -27,7 +34,7 @@ from paracel import protocol
 from paracel.errors import RemoteError, UserError
 from paracel.partition import group_by_server
 from paracel.server import updates
-from paracel.waiting import Backoff
+from paracel.waiting import Backoff, wait_request
 
 _NO_DEFAULT = object()
 _ABSENT = object()  # stands in for a caller's default, which must not be cached
@@ -51,8 +58,7 @@ class Handle:
 
     def wait(self):
         """Block (without spinning) until the update is applied."""
-        self._client._fence([server for server, seq in self._marks.items()
-                             if self._client._fenced[server] < seq])
+        self._client._fence(self._marks)
 
 
 class Client:
@@ -72,8 +78,11 @@ class Client:
         self.comm = comm
         self.server_ranks = list(server_ranks)
         self.ring = ring
+        self._server_of_rank = {rank: server for server, rank in enumerate(server_ranks)}
         self._sent = [0] * len(server_ranks)
         self._fenced = [0] * len(server_ranks)
+        self._acks = [deque() for _ in server_ranks]
+        self._status = MPI.Status()
         self.backoff = Backoff()
         self._errors = []
         self.comm_seconds = 0.0
@@ -200,14 +209,17 @@ class Client:
 
     def flush(self):
         """Return once every write and update sent so far has been applied."""
-        self._fence([server for server, sent in enumerate(self._sent)
-                     if sent > self._fenced[server]])
+        self._fence(dict(enumerate(self._sent)))
 
     def done(self):
         """Flush, then tell every server this worker has finished."""
         self.flush()
+        start = time.perf_counter()
+        sends = []
         for server in range(len(self.server_ranks)):
-            self._post(server, "done", [])
+            sends += self._request(server, "done", [])
+        self._complete(sends)
+        self.comm_seconds += time.perf_counter() - start
 
     # -- reading through the cache (job key "cache") --------------------------
 
@@ -259,34 +271,75 @@ class Client:
     # -- plumbing ----------------------------------------------------------
 
     def _groups(self, keys, servers):
-        return self.ring.group(keys) if servers is None else group_by_server(servers)
+        """``{server: positions in keys}`` (``servers``: each key's, if known)."""
+        if servers is not None:
+            return group_by_server(servers)
+        if len(keys) == 1:  # a third of the cost of group() for one key
+            return {self.ring.server_of(keys[0]): [0]}
+        return self.ring.group(keys)
 
     def _send_grouped(self, op, mapping, arg, servers=None):
+        """Send a write or update to each server involved, at once (the
+        transfers overlap), and return when the values may change again."""
+        start = time.perf_counter()
         keys = list(mapping)
         values = [mapping[key] for key in keys]
-        marks = {}
+        marks, sends = {}, []
         for server, positions in self._groups(keys, servers).items():
-            self._post(server, op, [keys[i] for i in positions], arg,
-                       [values[i] for i in positions])
             self._sent[server] += 1
             marks[server] = self._sent[server]
+            sends += self._request(server, op, [keys[i] for i in positions], arg,
+                                   [values[i] for i in positions], counted=True)
+        self._complete(sends)
+        self.comm_seconds += time.perf_counter() - start
         return Handle(self, marks)
 
-    def _fence(self, servers):
-        marks = {server: self._sent[server] for server in servers}
-        self._exchange([(server, "fence", [], None, ()) for server in servers])
-        for server in servers:
-            self._fenced[server] = marks[server]
+    def _request(self, server, op, keys, arg=None, values=(), counted=False):
+        """Post one request; returns its MPI requests.
+
+        ``counted`` marks a write or update (numbered in ``_sent``): one with
+        out-of-line data asks for an ack, due as ``_sent[server]``.
+        """
+        payload, buffers = protocol.pack(values)
+        ack = counted and bool(buffers)
+        if ack:
+            self._acks[server].append(self._sent[server])
+        return protocol.post(self.comm, self.server_ranks[server],
+                             (op, keys, arg, ack, payload), buffers)
+
+    def _fence(self, marks):
+        """Wait until each server has applied request number ``marks[server]``.
+
+        A server whose acks still due cover that number needs no fence: the
+        wait is for those acks. Any other gets a fence, whose ack is due as
+        the last number sent to it.
+        """
+        fenced = self._fenced
+        behind = [(server, mark) for server, mark in marks.items() if fenced[server] < mark]
+        if not behind:
+            return
+        start = time.perf_counter()
+        for server, mark in behind:
+            acks = self._acks[server]
+            if not acks or acks[-1] < mark:
+                acks.append(self._sent[server])
+                self.comm.Send(protocol.FENCE, dest=self.server_ranks[server],
+                               tag=protocol.TAG_REQUEST)
+        for server, mark in behind:
+            while fenced[server] < mark:
+                self._receive()
+        self.comm_seconds += time.perf_counter() - start
+        self._check()
 
     def _everyone(self, op, arg):
         return self._exchange([(server, op, [], arg, ())
                                for server in range(len(self.server_ranks))])
 
-    def _post(self, server, op, keys, arg=None, values=()):
-        """Send a request that gets no reply (blocking: the server is receiving)."""
-        start = time.perf_counter()
-        protocol.send(self.comm, self.server_ranks[server], (op, keys, arg), values)
-        self.comm_seconds += time.perf_counter() - start
+    def _complete(self, sends):
+        """Wait (without spinning) for ``sends`` to complete."""
+        if not MPI.Request.Testall(sends):
+            self.backoff.reset()
+            wait_request(sends, self.backoff)
 
     def _exchange(self, requests, out=None):
         """Send requests that get replies; return ``{server: (data, values)}``.
@@ -299,29 +352,38 @@ class Client:
         start = time.perf_counter()
         sends = []
         for server, op, keys, arg, values in requests:
-            sends += protocol.post(self.comm, self.server_ranks[server], (op, keys, arg),
-                                   values)
+            sends += self._request(server, op, keys, arg, values)
         replies = {}
-        status = MPI.Status()
-        self.backoff.reset()
         while len(replies) < len(requests):
-            message = self.comm.improbe(MPI.ANY_SOURCE, protocol.TAG_REPLY, status)
-            if message is None:
-                MPI.Request.Testall(sends)
-                self.backoff.pause()
-                continue
-            rank = status.Get_source()
-            (data, errors), specs = message.recv()
-            server = self.server_ranks.index(rank)
-            values = protocol.receive_payload(self.comm, rank, specs,
-                                              protocol.TAG_REPLY_DATA, out)
-            self._errors.extend((server, error) for error in errors)
-            replies[server] = (data, values)
-            self.backoff.reset()
-        MPI.Request.Waitall(sends)
+            self._receive(replies, out)
+        self._complete(sends)
         self.comm_seconds += time.perf_counter() - start
         self._check()
         return replies
+
+    def _receive(self, replies=None, out=None):
+        """Take the next reply from any server; probe and back off, never
+        block in MPI.
+
+        A message from a server that still owes acks is the oldest of them
+        (replies come in request order); any other is the reply to the
+        exchange under way, stored in ``replies`` (``out``: see :meth:`read`).
+        """
+        comm, status, backoff = self.comm, self._status, self.backoff
+        backoff.reset()
+        while (message := comm.improbe(MPI.ANY_SOURCE, protocol.TAG_REPLY, status)) is None:
+            backoff.pause()
+        rank = status.Get_source()
+        server = self._server_of_rank[rank]
+        data, errors, payload = message.recv()
+        if errors:
+            self._errors.extend((server, error) for error in errors)
+        acks = self._acks[server]
+        if acks:
+            self._fenced[server] = acks.popleft()
+        else:
+            replies[server] = (data, protocol.receive(comm, rank, payload,
+                                                      protocol.TAG_REPLY_DATA, out))
 
     def _scatter(self, keys, groups, replies, default):
         """Put each server's values back in the order of ``keys``."""

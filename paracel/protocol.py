@@ -1,7 +1,7 @@
 """The wire format between workers and servers.
 
-A message is one small pickled header followed by zero or more raw array
-buffers. The header holds the operation, the keys and a *spec* per value:
+A message is one small pickled tuple followed by zero or more raw array
+buffers. The tuple holds the operation, the keys and a *spec* per value:
 scalars and small arrays ride inside it (one MPI message for a small request),
 arrays of :data:`INLINE_LIMIT` bytes or more travel as their own ``Send`` of
 numpy memory, received straight into a preallocated array: no big array is
@@ -20,13 +20,28 @@ Value specs (tuples, first item the kind):
     other formats travel as csr.
 ``("t", items)`` / ``("l", items)``
     A tuple or list of values (used for row updates: ``(rows, values)``).
+
+Messages (each one pickled tuple, its out-of-line buffers following it):
+
+request ``(op, keys, arg, ack, payload)``
+    ``ack`` asks the server to send an :data:`ACK`-shaped reply once the
+    request has been applied, as a fence would: a push (a write whose data
+    travels out of line) then costs one round trip instead of two.
+reply ``(data, errors, payload)``
+    ``errors`` are the failures of this worker's earlier updates.
+
+A *payload* is ``(specs, count)``, ``count`` the number of out-of-line
+buffers that follow, so a receiver knows at once when there is nothing more
+to receive.
 """
 
 import functools
+import pickle
 
 import numpy as np
 
 from paracel.errors import UserError
+from paracel.waiting import wait_request
 
 INLINE_LIMIT = 64 * 1024
 
@@ -37,6 +52,20 @@ TAG_REPLY_DATA = 14
 
 SCALAR_TYPES = (int, float, bool, complex, str, bytes, type(None),
                 np.integer, np.floating, np.bool_, np.complexfloating)
+
+#: The exact types of Python scalars, checked first (one set lookup).
+_PLAIN = frozenset(SCALAR_TYPES[:7])
+
+#: The payload of a message without values.
+EMPTY = ((), 0)
+
+#: The reply to a request that asked for an ack, when the server has no
+#: failures to report, and a fence (a request that only asks for the ack):
+#: pickled once, sent as raw bytes (``comm.Send``: small, so MPI sends them
+#: eagerly, without waiting for the receiver) and read like any other
+#: message (``message.recv()``).
+ACK = pickle.dumps((None, (), EMPTY), pickle.HIGHEST_PROTOCOL)
+FENCE = pickle.dumps(("fence", (), None, True, EMPTY), pickle.HIGHEST_PROTOCOL)
 
 
 @functools.lru_cache(maxsize=256)
@@ -83,6 +112,8 @@ def encode(value, buffers):
     tuple
         The spec (see the module docstring).
     """
+    if type(value) in _PLAIN:
+        return ("s", value)
     if isinstance(value, np.ndarray):
         return _encode_array(value, buffers)
     if isinstance(value, SCALAR_TYPES):
@@ -143,7 +174,7 @@ def allocate(specs, out=None, targets=None):
     Parameters
     ----------
     specs : list of tuple
-        Value specs, as in a received header.
+        Value specs, as in a received payload.
     out : numpy.ndarray, optional
         Where the single out-of-line array should land (zero-copy read into
         the caller's memory); its dtype and shape must match.
@@ -158,10 +189,9 @@ def allocate(specs, out=None, targets=None):
         Buffers in index order, ready for ``Recv``.
     """
     found = []
-    for spec in specs:
+    for spec in specs:  # in index order: encode numbered them in this same walk
         out_of_line(spec, found)
-    found.sort(key=lambda item: item[0])
-    reuse = _reusable(specs, targets or [])
+    reuse = _reusable(specs, targets) if targets else {}
     buffers = []
     for index, descr, shape in found:
         dtype = _dtype(descr)
@@ -221,12 +251,33 @@ def _decode_sparse(spec, buffers):
     return build(tuple(arrays), shape=shape)
 
 
-def send(comm, dest, header, values=(), tag=TAG_REQUEST, data_tag=TAG_DATA):
-    """Send one message: the pickled header and specs, then each raw buffer.
+def pack(values):
+    """Encode ``values`` for one message.
 
-    The buffers go with blocking ``Send`` on purpose: the receiver posts its
-    ``Recv`` as soon as it reads the header, and a transfer that needed the
-    sender's later progress could stall a server that serves everyone.
+    Returns
+    -------
+    payload : tuple
+        ``(specs, count)``, for the pickled part of the message.
+    buffers : list of numpy.ndarray
+        The ``count`` arrays that travel out of line, in order.
+    """
+    if not values:
+        return EMPTY, []
+    buffers = []
+    specs = [encode(value, buffers) for value in values]
+    return (specs, len(buffers)), buffers
+
+
+def send(comm, dest, message, buffers, tag, data_tag):
+    """Send one message: the pickled ``message``, then each raw buffer, and
+    return once all have gone.
+
+    This is how servers reply: the worker asked and is waiting, so it posts
+    its ``Recv`` as soon as it reads the message, and the transfers complete
+    before the server moves on (none is left needing its later progress).
+    They are waited for with tests and pauses (:func:`wait_request`), not in
+    a blocking ``Send``, which polls inside MPI and would spin a core for as
+    long as the copy takes.
 
     Parameters
     ----------
@@ -234,33 +285,34 @@ def send(comm, dest, header, values=(), tag=TAG_REQUEST, data_tag=TAG_DATA):
         The parameter-server communicator.
     dest : int
         Destination rank in ``comm``.
-    header : tuple
-        Small picklable description (operation, keys, options).
-    values : sequence
-        Values to encode after the header.
+    message : tuple
+        The picklable part (see the module docstring), holding the payload
+        that :func:`pack` made along with ``buffers``.
+    buffers : list of numpy.ndarray
+        The out-of-line arrays.
+    tag, data_tag : int
+        Tags of the message and of its buffers.
     """
-    buffers = []
-    specs = [encode(value, buffers) for value in values]
-    comm.send((header, specs), dest=dest, tag=tag)
-    for buffer in buffers:
-        comm.Send(buffer, dest=dest, tag=data_tag)
+    comm.send(message, dest=dest, tag=tag)
+    if buffers:
+        wait_request([comm.Isend(buffer, dest=dest, tag=data_tag) for buffer in buffers])
 
 
-def post(comm, dest, header, values=()):
-    """Like :func:`send`, but without blocking: returns the requests to
-    complete. ``values`` must stay unchanged until they have."""
-    buffers = []
-    specs = [encode(value, buffers) for value in values]
-    requests = [comm.isend((header, specs), dest=dest, tag=TAG_REQUEST)]
-    requests += [comm.Isend(buffer, dest=dest, tag=TAG_DATA) for buffer in buffers]
+def post(comm, dest, message, buffers):
+    """Like :func:`send` for a request, but without blocking: returns the
+    requests to complete. The buffers must stay unchanged until they have."""
+    requests = [comm.isend(message, dest=dest, tag=TAG_REQUEST)]
+    if buffers:
+        requests += [comm.Isend(buffer, dest=dest, tag=TAG_DATA) for buffer in buffers]
     return requests
 
 
-def receive_payload(comm, source, specs, data_tag=TAG_DATA, out=None, targets=None):
-    """Receive the raw buffers announced by ``specs`` and decode the values
-    (see :func:`allocate` for ``out`` and ``targets``)."""
-    if all(spec[0] == "s" for spec in specs):  # scalars only: nothing to receive
-        return [spec[1] for spec in specs]
+def receive(comm, source, payload, data_tag=TAG_DATA, out=None, targets=None):
+    """Receive the raw buffers of ``payload`` and decode its values (see
+    :func:`allocate` for ``out`` and ``targets``)."""
+    specs, count = payload
+    if not count:  # everything rode in the pickled message
+        return [spec[1] if spec[0] == "s" else decode(spec, ()) for spec in specs]
     buffers = allocate(specs, out, targets)
     for buffer in buffers:
         comm.Recv(buffer, source=source, tag=data_tag)

@@ -319,6 +319,59 @@ def test_unsupported_types_are_refused(value):
         encode(value, [])
 
 
+# -- messages ----------------------------------------------------------------
+
+class FakeComm:
+    """Stands in for a communicator: ``Recv`` copies the next sent buffer."""
+
+    def __init__(self, sent):
+        self.sent = list(sent)
+        self.received = 0
+
+    def Recv(self, buffer, source, tag):  # noqa: N802 (mpi4py's name)
+        buffer[...] = self.sent.pop(0)
+        self.received += 1
+
+
+def test_pack_without_values_is_the_empty_payload():
+    assert protocol.pack(()) == (protocol.EMPTY, [])
+    assert protocol.pack([]) == (protocol.EMPTY, [])
+
+
+def test_pack_counts_out_of_line_buffers():
+    big = np.arange(INLINE_LIMIT // 8 + 1, dtype=np.float64)
+    payload, buffers = protocol.pack([1.5, big, np.arange(3), (big, 2)])
+    specs, count = payload
+    assert count == len(buffers) == 2 and buffers[0] is big
+    assert len(pickle.dumps(payload)) < 1024
+
+
+def test_receive_without_buffers_asks_nothing_of_mpi():
+    payload, buffers = protocol.pack([1.5, np.arange(3), "s", (None, [2])])
+    assert buffers == []
+    comm = FakeComm([])
+    values = protocol.receive(comm, 0, pickle.loads(pickle.dumps(payload)))
+    assert comm.received == 0
+    assert values[0] == 1.5 and values[2] == "s" and values[3] == (None, [2])
+    np.testing.assert_array_equal(values[1], np.arange(3))
+
+
+def test_receive_with_buffers_into_targets():
+    big = np.arange(INLINE_LIMIT // 8 + 1, dtype=np.float64)
+    payload, buffers = protocol.pack([big, 7, big * 2])
+    target = np.empty_like(big)
+    comm = FakeComm(buffers)
+    values = protocol.receive(comm, 0, payload, targets=[target, None, None])
+    assert comm.received == 2 and values[0] is target and values[1] == 7
+    np.testing.assert_array_equal(values[0], big)
+    np.testing.assert_array_equal(values[2], big * 2)
+
+
+def test_constant_messages():
+    assert pickle.loads(protocol.ACK) == (None, (), protocol.EMPTY)  # reply: no data, no errors
+    assert pickle.loads(protocol.FENCE) == ("fence", (), None, True, protocol.EMPTY)
+
+
 # -- no MPI -----------------------------------------------------------------
 
 def test_modules_import_without_mpi():

@@ -5,7 +5,10 @@ are atomic per key and a worker's requests to one server are applied in the
 order it sent them (MPI does not reorder messages between a pair of ranks).
 That order is what makes a *fence* cheap: when a server answers a fence, every
 earlier request of that worker has been applied, with no per-update
-acknowledgement on the wire.
+acknowledgement on the wire. Any request may ask for such an answer itself
+(its ``ack`` flag): the server sends it once the request is applied, so a
+push and its fence are one round trip. A fence is the request that only asks
+for that.
 
 Waiting for the next request never blocks inside MPI (which polls in a loop):
 the loop probes and backs off with :class:`paracel.waiting.Backoff`, so an
@@ -22,7 +25,7 @@ from mpi4py import MPI
 from paracel import protocol
 from paracel.server import checkpoint
 from paracel.server.store import MISSING, Store
-from paracel.waiting import Backoff
+from paracel.waiting import Backoff, wait_request
 
 log = logging.getLogger("paracel.server")
 
@@ -52,6 +55,7 @@ class Server:
         self.pool = {}
         self.pending_errors = {}
         self.finished = set()
+        self.outbox = []
         self.requests = 0
         self.busy_seconds = 0.0
         self._handlers = {
@@ -70,44 +74,72 @@ class Server:
             if message is None:
                 backoff.pause()
                 continue
-            start = time.perf_counter()
-            (op, keys, arg), specs = message.recv()
-            self._handlers[op](status.Get_source(), keys, arg, specs)
-            self.requests += 1
-            self.busy_seconds += time.perf_counter() - start
+            self._handle(message, status.Get_source())
             backoff.reset()
+        wait_request(self.outbox)
         log.debug("served %d requests, %d keys, %d bytes held",
                   self.requests, len(self.store.table), self.store.nbytes())
 
+    def _handle(self, message, source):
+        """Apply one request, then send the ack it asked for."""
+        start = time.perf_counter()
+        op, keys, arg, ack, payload = message.recv()
+        self._handlers[op](source, keys, arg, payload)
+        if ack:
+            self._ack(source)
+        if self.outbox and MPI.Request.Testall(self.outbox):
+            self.outbox = []
+        self.requests += 1
+        self.busy_seconds += time.perf_counter() - start
+
+    def _ack(self, source):
+        """Tell ``source`` its requests so far are applied (what a fence
+        answers), with the failures of its updates since the last reply.
+
+        Without failures this is the constant :data:`protocol.ACK`, an eager
+        message. With them it may be long (tracebacks) and the worker may be
+        computing rather than receiving, so it goes without blocking and
+        completes in a later loop: the server never waits on one worker.
+        """
+        errors = self.pending_errors.pop(source, None)
+        if errors is None:
+            self.comm.Send(protocol.ACK, dest=source, tag=protocol.TAG_REPLY)
+        else:
+            self.outbox.append(self.comm.isend((None, errors, protocol.EMPTY), dest=source,
+                                               tag=protocol.TAG_REPLY))
+
     def _reply(self, source, data=None, values=()):
-        errors = self.pending_errors.pop(source, [])
-        protocol.send(self.comm, source, (data, errors), values,
-                      tag=protocol.TAG_REPLY, data_tag=protocol.TAG_REPLY_DATA)
+        errors = self.pending_errors.pop(source, ())
+        payload, buffers = protocol.pack(values)
+        protocol.send(self.comm, source, (data, errors, payload), buffers,
+                      protocol.TAG_REPLY, protocol.TAG_REPLY_DATA)
 
-    def _values(self, source, specs, targets=None):
-        return protocol.receive_payload(self.comm, source, specs, targets=targets)
+    def _values(self, source, payload, targets=None):
+        return protocol.receive(self.comm, source, payload, targets=targets)
 
-    def _read(self, source, keys, arg, specs):
+    def _read(self, source, keys, arg, payload):
         found = self.store.read(keys)
         present = [value is not MISSING for value in found]
         self._reply(source, present, [value for value in found if value is not MISSING])
 
-    def _read_rows(self, source, keys, arg, specs):
-        selections = self._values(source, specs)
+    def _read_rows(self, source, keys, arg, payload):
+        selections = self._values(source, payload)
         found = self.store.read(keys)
         present = [value is not MISSING for value in found]
         self._reply(source, present, [value[rows] for value, rows in zip(found, selections)
                                       if value is not MISSING])
 
-    def _write(self, source, keys, arg, specs):
+    def _write(self, source, keys, arg, payload):
         # a dense block overwritten by one of its shape lands in its own memory
-        targets = [self.store.table.get(key) for key in keys]
-        targets = [value if isinstance(value, np.ndarray) else None for value in targets]
-        self.store.write(keys, self._values(source, specs, targets))
+        targets = None
+        if payload[1]:
+            targets = [self.store.table.get(key) for key in keys]
+            targets = [value if isinstance(value, np.ndarray) else None for value in targets]
+        self.store.write(keys, self._values(source, payload, targets))
 
-    def _update(self, source, keys, fn_name, specs):
-        scratch = self._scratch(keys, fn_name)
-        errors = self.store.update(fn_name, keys, self._values(source, specs, scratch))
+    def _update(self, source, keys, fn_name, payload):
+        scratch = self._scratch(keys, fn_name) if payload[1] else None
+        errors = self.store.update(fn_name, keys, self._values(source, payload, scratch))
         self._release(scratch)
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
@@ -132,27 +164,27 @@ class Server:
             if buffer is not None:
                 self.pool[(buffer.dtype.str, buffer.shape)].append(buffer)
 
-    def _contains(self, source, keys, arg, specs):
+    def _contains(self, source, keys, arg, payload):
         self._reply(source, self.store.contains(keys))
 
-    def _remove(self, source, keys, arg, specs):
+    def _remove(self, source, keys, arg, payload):
         self._reply(source, self.store.remove(keys))
 
-    def _keys(self, source, keys, prefix, specs):
+    def _keys(self, source, keys, prefix, payload):
         self._reply(source, self.store.keys(prefix))
 
-    def _fence(self, source, keys, arg, specs):
-        self._reply(source)
+    def _fence(self, source, keys, arg, payload):
+        """Nothing to apply: a fence asks only for the ack."""
 
-    def _checkpoint(self, source, keys, folder, specs):
+    def _checkpoint(self, source, keys, folder, payload):
         path = os.path.join(folder, f"server-{self.server_id}.h5")
         checkpoint.write_table(path, self.store.table)
         self._reply(source, path)
 
-    def _done(self, source, keys, arg, specs):
+    def _done(self, source, keys, arg, payload):
         self.finished.add(source)
 
-    def _stats(self, source, keys, arg, specs):
+    def _stats(self, source, keys, arg, payload):
         self._reply(source, {"keys": len(self.store.table), "nbytes": self.store.nbytes(),
                              "requests": self.requests, "busy_seconds": self.busy_seconds,
                              "rss_bytes": resident_bytes()})
