@@ -8,6 +8,7 @@ a ratio measured while something else was eating the cores is not worth much.
 import json
 import os
 import resource
+import time
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -76,6 +77,22 @@ def process_cpu_seconds(pid):
         return None
     fields = text[text.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class LoadMeter:
+    """Started at the beginning of a run; :meth:`line` then says how many
+    cores processes outside the run (this process and its children) used."""
+
+    def __init__(self):
+        self.machine = machine_cpu_seconds()
+        self.own = cpu_with_children()
+        self.started = time.perf_counter()
+
+    def line(self):
+        """:func:`other_load_line` for the time since construction."""
+        return other_load_line(machine_cpu_seconds() - self.machine,
+                               cpu_with_children() - self.own,
+                               time.perf_counter() - self.started)
 
 
 def other_load_line(machine_seconds, own_seconds, wall_seconds):

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 
-from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+from _common import (LoadMeter, print_table,
                      result_row, write_json)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -66,8 +66,7 @@ def main():
     args = parser.parse_args()
     data = movielens(args.max_user or 10 ** 9)
     common = {"k": args.k, "iterations": args.iterations, "init_scale": 0.1, "holdout": 0.1}
-    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
-    wall_start = time.perf_counter()
+    meter = LoadMeter()
     start = time.perf_counter()
     refs = {lam: reference_als(data, seed=SEED, lam=lam, **common) for lam in args.lambdas}
     ref_wall = time.perf_counter() - start
@@ -89,8 +88,7 @@ def main():
              + ("numpy" if lam == best_ref else "")] for lam in args.lambdas]
     print_table("per lambda", ["lambda", "valid p", "valid np", "train p", "train np", "best"],
                 rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
-                          time.perf_counter() - wall_start))
+    print(meter.line())
     if args.json:
         best = found["best_lambda"]
         write_json(args.json, [result_row(

@@ -37,7 +37,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
-from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+from _common import (LoadMeter, print_table,
                      result_row, write_json)
 
 DATASETS = {"iris": (load_iris, 3), "wine": (load_wine, 3), "digits": (load_digits, 10)}
@@ -78,8 +78,7 @@ def main():
     args = parser.parse_args()
     loader, k = DATASETS[args.dataset]
     X = StandardScaler().fit_transform(loader().data)
-    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
-    wall_start = time.perf_counter()
+    meter = LoadMeter()
     described = f"{args.dataset} ({X.shape[0]} x {X.shape[1]}), k={k}"
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="bench_kmeans_") as folder:
@@ -106,8 +105,7 @@ def main():
               "paracel inertia", "sklearn inertia", "p iters", "sk iters"]
     print_table(f"kmeans on {args.dataset} ({X.shape[0]} x {X.shape[1]}, k={k}): "
                 "4 workers + 1 server vs scikit-learn in one process", header, rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
-                          time.perf_counter() - wall_start))
+    print(meter.line())
     if args.json:
         write_json(args.json, results)
 

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 
-from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+from _common import (LoadMeter, print_table,
                      result_row, write_json)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -64,8 +64,7 @@ def main():
     data = movielens(args.max_user or 10 ** 9)
     params = {"k": args.k, "epochs": args.epochs, "learning_rate": 0.01, "reg": 0.05,
               "batch_size": 256, "init_scale": 0.1, "holdout": 0.1}
-    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
-    wall_start = time.perf_counter()
+    meter = LoadMeter()
     start = time.perf_counter()
     ref = reference_mf(data, seed=SEED, **params)
     ref_wall = time.perf_counter() - start
@@ -89,8 +88,7 @@ def main():
               "train p", "train np", "held-out p", "held-out np", "held-out diff"]
     print_table(f"mf on MovieLens ({len(data.ratings)} ratings, k={args.k}, {args.epochs} "
                 "epochs): 4 workers + 1 server vs NumPy SGD in one process", header, rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
-                          time.perf_counter() - wall_start))
+    print(meter.line())
     if args.json:
         write_json(args.json, results)
 

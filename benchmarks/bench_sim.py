@@ -45,7 +45,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.metrics.pairwise import cosine_similarity
 
-from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+from _common import (LoadMeter, print_table,
                      result_row, write_json)
 
 ALGORITHM = "paracel.algorithms.sim:CosineSimilarity"
@@ -115,8 +115,7 @@ def main():
     parser.add_argument("--topk", type=int, default=10)
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     args = parser.parse_args()
-    machine_start, own_start = machine_cpu_seconds(), cpu_with_children()
-    wall_start = time.perf_counter()
+    meter = LoadMeter()
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="bench_sim_") as folder:
         for name, (path, kind, ids, M) in [("movielens", movielens(folder, args.movies)),
@@ -137,8 +136,7 @@ def main():
               "paracel mean top1", "sklearn mean top1", "lists differing"]
     print_table(f"sim (top-{args.topk} cosine neighbours): 4 workers + 1 server vs "
                 "scikit-learn in one process", header, rows)
-    print(other_load_line(machine_cpu_seconds() - machine_start, cpu_with_children() - own_start,
-                          time.perf_counter() - wall_start))
+    print(meter.line())
     if args.json:
         write_json(args.json, results)
 

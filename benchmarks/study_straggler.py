@@ -53,7 +53,7 @@ import time
 
 import numpy as np
 
-from _common import (cpu_with_children, machine_cpu_seconds, other_load_line, print_table,
+from _common import (LoadMeter, print_table,
                      pyplot, write_study, DOCS)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -323,12 +323,10 @@ def main():
     args = parser.parse_args()
     names = args.only.split(",")
     settings = args.settings.split(",")[:1] if args.quick else args.settings.split(",")
-    machine_start, own_start, wall_start = (machine_cpu_seconds(), cpu_with_children(),
-                                            time.perf_counter())
+    meter = LoadMeter()
     with tempfile.TemporaryDirectory(prefix="paracel-straggler-") as folder:
         results = run_all(folder, names, settings, args.quick)
-    load = other_load_line(machine_cpu_seconds() - machine_start,
-                           cpu_with_children() - own_start, time.perf_counter() - wall_start)
+    load = meter.line()
     rows, curves, verdicts = straggler_tables(results, names)
     header = ["algorithm", "straggler", "staleness", "target", "time to target s",
               "speed-up vs BSP", "solve s", "final quality", "vs baseline"]

@@ -45,7 +45,7 @@ import time
 
 import numpy as np
 
-from _common import (DOCS, cpu_with_children, machine_cpu_seconds, other_load_line,
+from _common import (DOCS, LoadMeter,
                      print_table, pyplot, write_study)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -217,12 +217,10 @@ def parse_args():
 
 def main():
     args = parse_args()
-    machine_start, own_start, wall_start = (machine_cpu_seconds(), cpu_with_children(),
-                                            time.perf_counter())
+    meter = LoadMeter()
     results, failures = run_all(args.names, args.timeout)
-    wall = time.perf_counter() - wall_start
-    load = other_load_line(machine_cpu_seconds() - machine_start,
-                           cpu_with_children() - own_start, wall)
+    wall = time.perf_counter() - meter.started
+    load = meter.line()
     if not results:
         sys.exit(f"{load}\nno benchmark finished: docs/toolkit.md not written")
     rows = [table_row(name, row) for name, row in results]
