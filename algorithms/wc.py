@@ -41,9 +41,11 @@ class WordCount(paracel.Algorithm):
 
     def solve(self):
         counts = self.count_share()
-        if counts:
-            self.update_multi({(PREFIX, word): n for word, n in counts.items()}, "add")
-        self.sync()
+        if self.clock == 0:  # not yet pushed (a resumed job finds them on the servers)
+            if counts:
+                self.update_multi({(PREFIX, word): n for word, n in counts.items()}, "add")
+            self.sync()
+            self.iter_commit()
         mine = self.owned_counts(counts)
         self.dump("wc_", sorted(mine.items()))
         parts = self.comm.gather((_top(mine, self.topk), len(mine), sum(mine.values())), root=0)
@@ -54,6 +56,14 @@ class WordCount(paracel.Algorithm):
         return {"distinct_words": sum(part[1] for part in parts),
                 "words": sum(part[2] for part in parts),
                 "top_word": best[0][0] if best else None}
+
+    def state(self):
+        """Nothing to keep: the counts are on the servers after clock 1, and
+        which words this worker saw is counted again from its share."""
+        return {}
+
+    def restore(self, state):
+        """Nothing to take back (see :meth:`state`)."""
 
     def count_share(self):
         """This worker's word counts over its share of the input."""

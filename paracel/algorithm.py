@@ -89,6 +89,15 @@ class Algorithm:
         """The algorithm; runs on every worker. May return a dict of final metrics."""
         raise NotImplementedError(f"{type(self).__name__} must define solve()")
 
+    @classmethod
+    def resumable(cls):
+        """Whether this algorithm implements the resume contract: it overrides
+        both :meth:`state` and :meth:`restore` (and so, by that promise,
+        loops on ``self.clock`` and keeps in its state all it carries between
+        clocks). Only such an algorithm may take checkpoints or ``--resume``:
+        any other would silently start over on top of the restored tables."""
+        return cls.state is not Algorithm.state and cls.restore is not Algorithm.restore
+
     def state(self):
         """This worker's loop state to keep in a checkpoint (override).
 

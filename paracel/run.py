@@ -146,12 +146,24 @@ def prepare(args):
         cls = resolve(job.algorithm, job_dir)
         algorithm = cls(**config.resolve_param_paths(job.params, cls.parameters, job_dir))
         algorithm.check_job(job)
+        check_resumable(cls, job)
     except ConfigError as error:
         raise ConfigError(f"{args.job}: {error}") from None
     job.values["params"] = algorithm.get_params()
     if not args.resume:
         check_output(job, args.overwrite)
     return job, algorithm
+
+
+def check_resumable(cls, job):
+    """Refuse checkpoints (and so ``--resume``) for an algorithm that does not
+    implement the resume contract (:meth:`paracel.Algorithm.resumable`)."""
+    if job.checkpoint is not None and not cls.resumable():
+        raise ConfigError(
+            f"checkpoint: algorithm {job.algorithm!r} is not resumable (it does not "
+            "override state() and restore() to continue from self.clock), so a resume "
+            "would silently start it over on the restored tables; remove the "
+            "\"checkpoint\" key")
 
 
 def find_resume(job, workers):

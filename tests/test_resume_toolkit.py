@@ -1,0 +1,219 @@
+"""Every bundled algorithm, killed at a random clock and resumed, gives the
+uninterrupted run's result.
+
+For each algorithm of the toolkit (``paracel.algorithms.BUNDLED``; an
+algorithm without a case here fails :func:`test_every_bundled_algorithm_has_a_case`)
+the job runs on the shipped data of its ``conf/`` file with a checkpoint
+every 2 clocks. That run is the reference. The same job runs again (a
+checkpoint every 2 clocks, or every clock if it has fewer than 4) with one
+worker SIGKILLed (``tests/kill_at.py``) right after a clock chosen at random
+between the first checkpoint and the last clock, or after ``solve()``
+returned, so it resumes from that clock or from the one before. Then
+``--resume`` must finish it, and its metrics and every output file must
+equal the reference's: bitwise where the case's tolerance is 0,
+numbers within ``rtol``/``atol`` otherwise (stated per case, with why).
+The random choice is printed; ``PARACEL_TEST_SEED`` repeats one.
+"""
+
+import json
+import os
+import random
+import sys
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from conftest import HERE, run_command
+from paracel.algorithms import BUNDLED
+
+pytestmark = pytest.mark.mpi
+
+CONF = os.path.join(os.path.dirname(HERE), "conf")
+
+
+@dataclass
+class Case:
+    """How one algorithm is run and compared.
+
+    Attributes
+    ----------
+    conf : str
+        The shipped job file under ``conf/`` whose data and settings are used.
+    params : dict
+        Parameter overrides (a shorter run).
+    job : dict
+        Job-key overrides.
+    rtol, atol : float
+        Tolerance for numbers in metrics and outputs; 0 means bitwise.
+    """
+
+    conf: str
+    params: dict = field(default_factory=dict)
+    job: dict = field(default_factory=dict)
+    rtol: float = 0.0
+    atol: float = 0.0
+
+
+CASES = {
+    "wc": Case("wc.json"),
+    "sim": Case("sim.json"),
+    "pagerank": Case("pagerank.json", job={"staleness": 0}),
+    "kmeans": Case("kmeans.json"),
+    "lda": Case("lda.json", params={"iterations": 10}, job={"staleness": 0}),
+    "lr": Case("lr.json", params={"epochs": 4}, job={"staleness": 0}),
+    "mf": Case("mf.json", params={"epochs": 6}),
+    "als": Case("als.json", params={"iterations": 4, "lambdas": [0.03, 0.3]}),
+}
+
+
+def test_every_bundled_algorithm_has_a_case():
+    assert set(CASES) == set(BUNDLED)
+
+
+def test_every_bundled_algorithm_is_resumable():
+    from paracel.run import resolve
+
+    assert [name for name in BUNDLED if not resolve(name).resumable()] == []
+
+
+def write_job(tmp_path, name, case, every=2):
+    """The case's job file in ``tmp_path``: the conf's data, its own output and
+    checkpoint folders, the kill hook."""
+    with open(os.path.join(CONF, case.conf), encoding="utf-8") as handle:
+        job = json.load(handle)
+    job["input"] = os.path.normpath(os.path.join(CONF, job["input"]))
+    job.update(case.job)
+    job["params"] = {**job.get("params", {}), **case.params}
+    job["output"] = str(tmp_path / f"{name}-out")
+    job["checkpoint"] = {"dir": str(tmp_path / f"{name}-ckpt"), "every": every, "keep": 2}
+    job["modules"] = [*job.get("modules", []), "kill_at"]
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def paracel(path, *args, kill=None, timeout=180):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([HERE, env.get("PYTHONPATH", "")])
+    env.pop("PARACEL_TEST_KILL_AT", None)
+    if kill:
+        env["PARACEL_TEST_KILL_AT"] = kill
+    return run_command([sys.executable, "-m", "paracel.run", str(path), *args], timeout,
+                       env=env)
+
+
+def metrics_of(output):
+    with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_killed_and_resumed_equals_uninterrupted(tmp_path, name):
+    case = CASES[name]
+    reference = write_job(tmp_path, "reference", case)
+    code, _, err, _ = paracel(reference)
+    assert code == 0, err[-5000:]
+    expected = metrics_of(tmp_path / "reference-out")
+    workers = expected["workers"]
+    last = max(expected["timings"]["per_worker_clocks"])
+    seed = int(os.environ.get("PARACEL_TEST_SEED", random.randrange(10 ** 6)))
+    chooser = random.Random(seed)
+    every = 2 if last >= 4 else 1
+    points = [str(clock) for clock in range(every, last + 1)] + ["end"]
+    kill = f"{chooser.randrange(workers)}:{chooser.choice(points)}"
+    where = f"{name}: killed at worker:clock {kill} (PARACEL_TEST_SEED={seed}, {last} clocks)"
+
+    job = write_job(tmp_path, "job", case, every)
+    code, _, err, _ = paracel(job, kill=kill)
+    assert code != 0, f"{where}: the kill did not happen\n{err[-3000:]}"
+    code, _, err, _ = paracel(job, "--resume")
+    assert code == 0, f"{where}\n{err[-5000:]}"
+    assert "resumed from" in err, where
+    got = metrics_of(tmp_path / "job-out")
+    assert_same(got["metrics"], expected["metrics"], case, f"{where}: metrics")
+    assert_same_outputs(tmp_path / "job-out", tmp_path / "reference-out", case, where)
+
+
+def assert_same_outputs(got, expected, case, where):
+    """Every output file but the run's own bookkeeping, compared by content."""
+    skip = {"metrics.json", ".paracel-job"}
+    names = sorted(set(os.listdir(expected)) - skip)
+    assert sorted(set(os.listdir(got)) - skip) == names, where
+    for name in names:
+        a, b = os.path.join(got, name), os.path.join(expected, name)
+        if name.endswith(".npy"):
+            assert_same(np.load(a), np.load(b), case, f"{where}: {name}")
+        elif name.endswith(".h5"):
+            assert_same(h5_contents(a), h5_contents(b), case, f"{where}: {name}")
+        else:
+            assert_same(text_tokens(a), text_tokens(b), case, f"{where}: {name}")
+
+
+def h5_contents(path):
+    """Every dataset and attribute of an HDF5 file, as plain values."""
+    import h5py
+
+    found = {}
+    with h5py.File(path, "r") as handle:
+        found.update({f"@{key}": _plain(value) for key, value in handle.attrs.items()})
+
+        def visit(name, node):
+            found.update({f"{name}@{key}": _plain(value) for key, value in node.attrs.items()})
+            if isinstance(node, h5py.Dataset):
+                found[name] = node[...]
+        handle.visititems(visit)
+    return found
+
+
+def _plain(value):
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def text_tokens(path):
+    """A text file as lines of tokens, numbers parsed (compared within tolerance)."""
+    with open(path, encoding="utf-8") as handle:
+        return [[_number(token) for token in line.replace(",", " ").split()]
+                for line in handle]
+
+
+def _number(token):
+    try:
+        return float(token)
+    except ValueError:
+        return token
+
+
+def assert_same(got, expected, case, where):
+    """Equal structure; numbers within the case's tolerance (bitwise at 0)."""
+    if isinstance(expected, dict):
+        assert isinstance(got, dict) and sorted(got) == sorted(expected), where
+        for key in expected:
+            assert_same(got[key], expected[key], case, f"{where}[{key!r}]")
+    elif isinstance(expected, (list, tuple)) and not _numeric(expected):
+        assert isinstance(got, (list, tuple)) and len(got) == len(expected), where
+        for index, (a, b) in enumerate(zip(got, expected)):
+            assert_same(a, b, case, f"{where}[{index}]")
+    elif _numeric(expected):
+        got, expected = np.asarray(got), np.asarray(expected)
+        assert got.shape == expected.shape, where
+        if case.rtol == 0 and case.atol == 0:
+            np.testing.assert_array_equal(got, expected, err_msg=where)
+        else:
+            np.testing.assert_allclose(got, expected, rtol=case.rtol, atol=case.atol,
+                                       err_msg=where)
+    else:
+        assert got == expected, where
+
+
+def _numeric(value):
+    """A number, a numeric array, or a flat list of numbers (bools excluded)."""
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iufc"
+    if isinstance(value, (list, tuple)):
+        return bool(value) and all(_scalar_number(item) for item in value)
+    return _scalar_number(value)
+
+
+def _scalar_number(value):
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
