@@ -416,14 +416,19 @@ class Algorithm:
     # -- synchronisation ---------------------------------------------------
 
     def sync(self):
-        """Barrier of all workers, after each has flushed its updates (the time
-        spent here counts as waiting, ``per_worker_sync_wait_seconds``)."""
+        """Barrier of all workers, after each has flushed its updates: every
+        read after it sees every update made before it (cached copies are
+        dropped). The time spent here counts as waiting
+        (``per_worker_sync_wait_seconds``)."""
         from paracel.waiting import wait_request
 
-        self._runtime.client.flush()
+        client = self._runtime.client
+        client.flush()
         start = time.perf_counter()
         wait_request(self.comm.Ibarrier())
         self._runtime.sync_seconds += time.perf_counter() - start
+        if client.cache is not None:
+            client.cache.clear()
 
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait

@@ -308,3 +308,32 @@ class CachedMatrix(paracel.Algorithm):
         for peer in range(n):
             assert floor <= values[peer, 0] <= self.clocks, (peer, floor, values[peer])
         assert values[n, 0] >= pushed + floor * (n - 1), (values[n], pushed, floor)
+
+
+class SyncedReads(paracel.Algorithm):
+    """``sync()`` makes every update before it visible, also through the cache.
+
+    Each round: read a counter and a matrix, ``sync()``, every worker adds 1
+    to both, ``sync()``, read again: the counter must have grown by exactly
+    the number of workers, and ``to_numpy()`` (which always reads the
+    servers) likewise, whatever the staleness and whether reads are cached.
+    """
+
+    parameters = {"rounds": paracel.Param(int, 5, "how many rounds")}
+
+    def solve(self):
+        n = self.num_workers
+        W = self.matrix("W", (4, 2), block_rows=2)
+        self.write("c", 0.0) if self.worker_id == 0 else None
+        self.sync()
+        for round_ in range(self.rounds):
+            before, rows_before = self.read("c"), W.pull([0, 3])
+            self.sync()
+            self.update("c", 1.0, "add")
+            W.push([0, 3], np.ones((2, 2)))
+            self.sync()
+            assert self.read("c") == before + n, (round_, before, self.read("c"))
+            assert np.all(W.pull([0, 3]) == rows_before + n), (round_, W.pull([0, 3]))
+            assert np.all(W.to_numpy()[[0, 3]] == rows_before + n), (round_, W.to_numpy())
+            self.iter_commit()
+        return {"c": self.read("c")}
