@@ -554,6 +554,7 @@ class Algorithm:
             config.claim_output(runtime.job.output, runtime.job.path)
         else:
             os.makedirs(runtime.job.output, exist_ok=True)
+        self._agree_input_sizes()
         wait_request(self.comm.Ibarrier())  # one start: histories share a time base
         runtime.started = time.perf_counter()
         if self.resumed:
@@ -571,6 +572,18 @@ class Algorithm:
         runtime.clock.finish()
         self._write_metrics(solve_seconds)
         runtime.client.done()
+
+    def _agree_input_sizes(self):
+        """Measure the input files once (worker 0) and give every worker the
+        same sizes, so shares are cut alike and a file that grows while the
+        job runs is read only up to what it held now."""
+        from paracel.io import lines
+
+        job = self._runtime.job
+        sizes = None
+        if self.worker_id == 0 and job.input is not None:
+            sizes = {path: os.path.getsize(path) for path in config.input_files(job.input)}
+        lines.agree_sizes(_bcast_json(self.comm, sizes) or {})
 
     def _write_metrics(self, solve_seconds):
         from paracel.waiting import wait_request
@@ -636,6 +649,21 @@ def _gather_json(comm, value):
         return None
     cuts = np.cumsum(sizes)[:-1]
     return [json.loads(part.tobytes()) for part in np.split(joined, cuts)]
+
+
+def _bcast_json(comm, value):
+    """Worker 0's JSON-able ``value`` on every worker, with non-blocking
+    collectives (no rank spins while it waits)."""
+    from paracel.waiting import wait_request
+
+    root = comm.Get_rank() == 0
+    data = np.frombuffer(bytearray(json.dumps(value).encode()), dtype=np.uint8) if root else None
+    size = np.array([data.size if root else 0], dtype=np.int64)
+    wait_request(comm.Ibcast(size, root=0))
+    if not root:
+        data = np.empty(int(size[0]), dtype=np.uint8)
+    wait_request(comm.Ibcast(data, root=0))
+    return json.loads(data.tobytes())
 
 
 def _short(value):
