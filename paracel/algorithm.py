@@ -284,13 +284,18 @@ class Algorithm:
     def save_model(self, path, matrices, **attrs):
         """Write matrices to one HDF5 file (collective; worker 0 writes).
 
-        ``path`` is relative to the output folder unless absolute.
+        ``path`` is relative to the output folder unless absolute (a file
+        inside the output folder is replaced by a rerun, see :meth:`open_output`).
         """
-        from paracel.io import h5
+        from paracel.io import h5, outputs
 
         self.sync()
         if self.worker_id == 0:
-            h5.save_matrices(os.path.join(self.output, path), matrices, attrs)
+            path = os.path.join(self.output, path)
+            mine = outputs.inside(self.output, path)
+            if mine is not None:
+                outputs.record(self.output, self.worker_id, mine)
+            h5.save_matrices(path, matrices, attrs)
         self.sync()
 
     def load_model(self, path, name, block_rows=None):
@@ -403,15 +408,30 @@ class Algorithm:
     def dump(self, prefix, items, sep=",", merge_as=None):
         """Write ``OUTPUT/<prefix><worker_id>`` (``key\tvalue`` lines); with
         ``merge_as`` also one merged file of every worker's lines (collective)."""
-        from paracel.io import writers
+        from paracel.io import outputs, writers
 
+        outputs.record(self.output, self.worker_id, f"{prefix}{self.worker_id}")
         path = writers.dump_lines(self.output, prefix, self.worker_id, items, sep)
         if merge_as is not None:
             self.sync()
             if self.worker_id == 0:
+                outputs.record(self.output, self.worker_id, merge_as)
                 path = writers.merge(self.output, prefix, self.num_workers, merge_as)
             self.sync()
         return path
+
+    def open_output(self, name, mode="w"):
+        """Write the result file ``OUTPUT/name`` whole (a context manager
+        yielding the open file; text in UTF-8 unless ``mode`` has ``b``).
+
+        The file appears only once the block ends, under its final name; a
+        rerun of the job removes it before writing its own results (files
+        written by other means are not tracked and stay).
+        """
+        from paracel.io import outputs
+
+        outputs.record(self.output, self.worker_id, name)
+        return outputs.atomic_file(self.output, name, mode)
 
     # -- synchronisation ---------------------------------------------------
 
@@ -549,11 +569,14 @@ class Algorithm:
         """
         from paracel.waiting import wait_request
 
+        from paracel.io import outputs
+
         self._runtime = runtime
         if self.worker_id == 0:
-            config.claim_output(runtime.job.output, runtime.job.path)
-        else:
-            os.makedirs(runtime.job.output, exist_ok=True)
+            removed = outputs.claim(runtime.job.output, runtime.job.path, self.resumed)
+            if removed:
+                self.log.info("removed %d file(s) of the previous run from %s",
+                              len(removed), runtime.job.output)
         self._agree_input_sizes()
         wait_request(self.comm.Ibarrier())  # one start: histories share a time base
         runtime.started = time.perf_counter()
@@ -622,10 +645,10 @@ class Algorithm:
             "worker_history": histories,
             "config": runtime.job.to_dict(),
         }
-        path = os.path.join(runtime.job.output, "metrics.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        from paracel.io import outputs
+
+        with outputs.atomic_file(runtime.job.output, "metrics.json") as handle:
             json.dump(report, handle, indent=2)
-        os.replace(path + ".tmp", path)
 
 
 def _cache_counts(cache):

@@ -322,30 +322,6 @@ def _expand(item):
     return [item]
 
 
-OWNER_FILE = ".paracel-job"
-
-
-def output_owner(folder):
-    """The job file that last wrote into ``folder`` (``None`` if unknown)."""
-    try:
-        with open(os.path.join(folder, OWNER_FILE), encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
-        return None
-
-
-def claim_output(folder, job_path):
-    """Mark ``folder`` as written by ``job_path``; drop a previous run's
-    ``metrics.json`` so an interrupted rerun never looks complete."""
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, OWNER_FILE), "w", encoding="utf-8") as handle:
-        handle.write(job_path + "\n")
-    try:
-        os.remove(os.path.join(folder, "metrics.json"))
-    except FileNotFoundError:
-        pass
-
-
 def _check_inputs(spec, path):
     if spec is None:
         return

@@ -192,7 +192,9 @@ def check_output(job, overwrite):
     folder = job.output
     if overwrite or not os.path.isdir(folder) or not os.listdir(folder):
         return
-    owner = config.output_owner(folder)
+    from paracel.io import outputs
+
+    owner = outputs.owner(folder)
     if owner == job.path:
         return
     what = f"the results of {owner}" if owner else "files this job did not write"
