@@ -298,15 +298,17 @@ class Algorithm:
             h5.save_matrices(path, matrices, attrs)
         self.sync()
 
-    def load_model(self, path, name, block_rows=None):
+    def load_model(self, path, name, block_rows=None, dtype=None):
         """Read matrix ``name`` from a model file into the servers (collective).
 
-        Works with any number of servers and workers (warm start).
+        Works with any number of servers and workers (warm start). ``dtype``
+        (default: the file's) is what the servers will hold: the file's
+        values must convert to it without loss, and must be finite.
         """
         from paracel.io import h5
 
-        shape, dtype, sparse = h5.matrix_info(path, name)
-        matrix = self.matrix(name, shape, dtype, block_rows, sparse, create=False)
+        shape, stored, sparse = h5.matrix_info(path, name)
+        matrix = self.matrix(name, shape, dtype or stored, block_rows, sparse, create=False)
         h5.load_blocks(path, matrix, self._my_blocks(matrix))
         self.sync()
         return matrix
