@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from paracel.waiting import Backoff
+from paracel.waiting import Backoff, wait_request
 
 FINISHED = 2 ** 62
 
@@ -116,11 +116,13 @@ class ClockTable:
         self.clock = start
         self.slowest = start
         self.wait_seconds = 0.0
+        self.comm = comm
         size = num_workers * 8 if comm.Get_rank() == host else 0
+        wait_request(comm.Ibarrier())  # arrive together: Allocate's own wait may spin
         self.win = MPI.Win.Allocate(size, 8, comm=comm)
         if comm.Get_rank() == host:
             np.frombuffer(self.win.tomemory(), dtype=np.int64)[:] = start
-        comm.Barrier()
+        wait_request(comm.Ibarrier())
         if worker is not None:
             self.win.Lock_all(MPI.MODE_NOCHECK)
         self._slots = np.zeros(num_workers, dtype=np.int64)
@@ -153,9 +155,13 @@ class ClockTable:
         self._set(FINISHED)
 
     def free(self):
-        """Release the window (collective)."""
+        """Release the window (collective). Ranks first meet in a barrier that
+        sleeps while it waits: ``MPI_Win_free`` itself waits for the others
+        in a busy loop, which would spin a core for as long as a worker that
+        finished early waits for the rest of the job."""
         if self.worker is not None:
             self.win.Unlock_all()
+        wait_request(self.comm.Ibarrier())
         self.win.Free()
 
     def _set(self, value):

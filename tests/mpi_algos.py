@@ -337,3 +337,23 @@ class SyncedReads(paracel.Algorithm):
             assert np.all(W.to_numpy()[[0, 3]] == rows_before + n), (round_, W.to_numpy())
             self.iter_commit()
         return {"c": self.read("c")}
+
+
+class EarlyFinish(paracel.Algorithm):
+    """Worker ``early`` finishes at once while the others work ``seconds``
+    more; at its process's exit it writes how much CPU it used after
+    ``solve()`` returned (``idle_cpu.txt``): waiting for the rest of the job
+    must cost next to nothing."""
+
+    parameters = {"seconds": paracel.Param(float, 3.0, "how long the others work"),
+                  "early": paracel.Param(int, 1, "the worker that finishes at once")}
+
+    def solve(self):
+        if self.worker_id == self.early:
+            import atexit
+
+            start, path = time.process_time(), os.path.join(self.output, "idle_cpu.txt")
+            atexit.register(lambda: open(path, "w").write(str(time.process_time() - start)))
+            return {}
+        time.sleep(self.seconds)
+        return {}
