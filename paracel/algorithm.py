@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from paracel import config
+from paracel import config, watch
 
 _NO_DEFAULT = object()
 
@@ -442,15 +442,27 @@ class Algorithm:
         read after it sees every update made before it (cached copies are
         dropped). The time spent here counts as waiting
         (``per_worker_sync_wait_seconds``)."""
-        from paracel.waiting import wait_request
-
         client = self._runtime.client
         client.flush()
         start = time.perf_counter()
-        wait_request(self.comm.Ibarrier())
+        self._barrier(watch.SYNC)
         self._runtime.sync_seconds += time.perf_counter() - start
         if client.cache is not None:
             client.cache.clear()
+
+    def _barrier(self, kind):
+        """Barrier of all workers that also checks they are all in the same
+        collective call (labels exchanged with it; see :mod:`paracel.watch`),
+        and ends in a clear error rather than a hang when they cannot all
+        arrive."""
+        from mpi4py import MPI
+
+        watcher = self._runtime.clock.watch
+        mine = np.array(watcher.label(kind, self.clock), dtype=np.int64)
+        every = np.empty((self.num_workers, mine.size), dtype=np.int64)
+        request = self.comm.Iallgather(mine, every)
+        watcher.wait(lambda: MPI.Request.Test(request), tuple(mine))
+        watch.check_labels(every)
 
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait
@@ -507,18 +519,18 @@ class Algorithm:
         :mod:`paracel.server.checkpoint`). Needs every worker to reach the
         same checkpoint clocks."""
         from paracel.server import checkpoint
-        from paracel.waiting import wait_request
 
         runtime, settings = self._runtime, self._runtime.job.checkpoint
-        self.sync()
+        runtime.client.flush()
+        self._barrier(watch.CHECKPOINT)
         if self.worker_id == 0:
             runtime.client.checkpoint(checkpoint.staging(settings["dir"], clock))
-        wait_request(self.comm.Ibarrier())
+        self._barrier(watch.CHECKPOINT)
         path = os.path.join(checkpoint.staging_path(settings["dir"], clock),
                             f"worker-{self.worker_id}.h5")
         checkpoint.write_state(path, {"algorithm": self.state(), "metrics": self.metrics_,
                                       "history": self.history_})
-        wait_request(self.comm.Ibarrier())
+        self._barrier(watch.CHECKPOINT)
         if self.worker_id == 0:
             checkpoint.publish(settings["dir"], clock, self._manifest(clock), settings["keep"])
             self.log.info("checkpoint at clock %d", clock)
@@ -569,8 +581,6 @@ class Algorithm:
         Called by the launcher; ``runtime`` carries the topology, the client,
         the clock table and the job.
         """
-        from paracel.waiting import wait_request
-
         from paracel.io import outputs
 
         self._runtime = runtime
@@ -580,7 +590,7 @@ class Algorithm:
                 self.log.info("removed %d file(s) of the previous run from %s",
                               len(removed), runtime.job.output)
         self._agree_input_sizes()
-        wait_request(self.comm.Ibarrier())  # one start: histories share a time base
+        self._barrier(watch.START)  # one start: histories share a time base
         runtime.started = time.perf_counter()
         if self.resumed:
             self._resume_state()
@@ -614,6 +624,7 @@ class Algorithm:
         from paracel.waiting import wait_request
 
         runtime = self._runtime
+        self._barrier(watch.END)
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
                          runtime.skipped, runtime.client.comm_seconds,
                          runtime.sync_seconds, *_cache_counts(runtime.client.cache)],

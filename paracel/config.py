@@ -129,6 +129,9 @@ SCHEMA = {
     "checkpoint": Param(dict, None, nullable=True,
                         help="{\"dir\": folder, \"every\": N clocks, \"keep\": K}: "
                              "snapshot servers and workers (see --resume)"),
+    "request_timeout": Param(float, 300.0, low=0.001, nullable=True,
+                             help="seconds an update function may run on a server before "
+                                  "the job is stopped with a message (null: no limit)"),
     "log_level": Param(str, "info", choices=("debug", "info", "warning", "error"),
                        help="logging threshold"),
 }

@@ -35,6 +35,10 @@ EXIT_TERMINATED = 143
 OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "^ucx"}
 
 
+#: How long a rank other than 0 that got SIGTERM waits before saying so.
+SIGTERM_QUIET_SECONDS = 1.0
+
+
 #: Thread-count variables of the BLAS libraries numpy may use. Ranks already
 #: outnumber cores, so each rank computes on one thread (unless the user's
 #: environment says otherwise): spare BLAS threads only spin.
@@ -281,7 +285,15 @@ def launch(job, algorithm, resume=None):
     except UserError as error:
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
     except Terminated:
-        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] terminated by SIGTERM\n", EXIT_TERMINATED)
+        # every rank is sent SIGTERM when the job is torn down (after another
+        # rank failed, or by the user): one line says so, not one per rank
+        # When the job is torn down (another rank failed, or the user ended
+        # it) every rank gets SIGTERM: rank 0 says so at once, the others only
+        # if still alive a second later (mpiexec kills torn-down ranks before
+        # that), so a failure reads as its cause plus at most one line.
+        if MPI.COMM_WORLD.Get_rank() != 0:
+            time.sleep(SIGTERM_QUIET_SECONDS)
+        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] stopped by SIGTERM\n", EXIT_TERMINATED)
     except KeyboardInterrupt:
         _abort(MPI.COMM_WORLD, f"paracel: [{tag}] interrupted\n", EXIT_INTERRUPTED)
     except BaseException:
@@ -316,7 +328,8 @@ def _run_role(topology, job, algorithm, resume):
                            topology.num_workers, job.staleness, start=manifest["clock"])
     ring = Ring(topology.num_servers)
     if worker is None:
-        server = Server(topology.ps, topology.index, topology.num_workers)
+        server = Server(topology.ps, topology.index, topology.num_workers,
+                        job.request_timeout)
         if folder:
             server.store.table = checkpoint.load_shard(folder, topology.index, ring)
         server.serve()
@@ -332,9 +345,10 @@ def _run_role(topology, job, algorithm, resume):
 
 def _abort(world, message, code):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # being torn down is no news now
-    sys.stderr.write(message)
-    sys.stderr.flush()
-    time.sleep(0.2)  # let the message reach mpiexec before the job is torn down
+    if message:
+        sys.stderr.write(message)
+        sys.stderr.flush()
+        time.sleep(0.2)  # let the message reach mpiexec before the job is torn down
     world.Abort(code)
 
 

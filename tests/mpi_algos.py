@@ -357,3 +357,42 @@ class EarlyFinish(paracel.Algorithm):
             return {}
         time.sleep(self.seconds)
         return {}
+
+
+@paracel.update_function("never_returns")
+def never_returns(old, delta):
+    """An update function stuck in an endless loop."""
+    while True:
+        pass
+
+
+class Hangs(paracel.Algorithm):
+    """Ways a job could wait forever; each must end in a message instead.
+
+    ``how``: ``"sync"`` (worker 1 calls ``sync()`` while the others call
+    ``iter_commit()``), ``"leave"`` (worker 1 leaves ``solve()`` after 2 of
+    ``clocks`` clocks, with checkpoints on), ``"update"`` (an update function
+    that never returns).
+    """
+
+    parameters = {"how": paracel.Param(str, "sync", "which hang"),
+                  "clocks": paracel.Param(int, 6, "clocks of the others")}
+
+    def solve(self):
+        if self.how == "update":
+            self.bupdate("k", 1.0, "never_returns")
+        for _ in range(self.clocks):
+            if self.worker_id == 1 and self.how == "sync":
+                self.sync()
+            elif self.worker_id == 1 and self.how == "leave" and self.clock == 2:
+                return {}
+            else:
+                self.update("k", 1.0, "add")
+                self.iter_commit()
+        return {}
+
+    def state(self):
+        return {}
+
+    def restore(self, state):
+        pass

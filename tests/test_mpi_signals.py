@@ -71,7 +71,7 @@ def test_a_killed_rank_ends_the_job(tmp_path, rank, role, sig):
     assert seconds < 20
     if sig == signal.SIGTERM:
         index = rank if role == "worker" else rank - 3
-        assert f"[{role} {index}] terminated by SIGTERM" in err
+        assert f"[{role} {index}] stopped by SIGTERM" in err
     else:
         assert f"rank {rank}" in err and "signal 9" in err
     time.sleep(0.5)

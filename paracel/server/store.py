@@ -15,6 +15,12 @@ from paracel.server import updates
 MISSING = ("@missing",)
 
 
+class Expired(BaseException):
+    """Raised into an update function that ran past the server's limit (a
+    BaseException so the function cannot swallow it); its text says how long
+    the limit is."""
+
+
 class Store:
     """The in-memory hash table of one server."""
 
@@ -47,6 +53,8 @@ class Store:
         for key, delta in zip(keys, deltas):
             try:
                 new = fn(self.table.get(key), delta)
+            except Expired as stop:
+                raise UserError(f"update function {fn_name!r} on key {key!r} {stop}") from None
             except Exception as error:  # reported back to the worker that asked
                 errors.append(_failure(fn_name, key, error))
                 continue
