@@ -128,6 +128,25 @@ def encode(value, buffers):
         "scipy.sparse matrices, Python scalars, or tuples/lists of them")
 
 
+def check_storable(value):
+    """Raise :class:`UserError` unless :func:`encode` can carry ``value`` (what
+    the store may hold), without encoding it."""
+    if type(value) in _PLAIN or isinstance(value, SCALAR_TYPES):
+        return
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise UserError("a numpy array of dtype object cannot be stored")
+        return
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            check_storable(item)
+        return
+    if not _is_sparse(value):
+        raise UserError(f"a value of type {type(value).__name__} cannot be stored; use "
+                        "numpy arrays, scipy.sparse matrices, Python scalars, or "
+                        "tuples/lists of them")
+
+
 def _encode_array(array, buffers):
     if array.dtype.hasobject:
         raise UserError("numpy arrays of dtype object cannot be stored; use a numeric dtype")

@@ -9,6 +9,7 @@ import traceback
 
 import numpy as np
 
+from paracel import protocol
 from paracel.errors import UserError
 from paracel.server import updates
 
@@ -49,10 +50,13 @@ class Store:
             its old value.
         """
         fn = updates.lookup(fn_name)
+        check = not updates.is_builtin(fn)  # a user's function may return anything
         errors = []
         for key, delta in zip(keys, deltas):
             try:
                 new = fn(self.table.get(key), delta)
+                if check and new is not None:
+                    protocol.check_storable(new)
             except Expired as stop:
                 raise UserError(f"update function {fn_name!r} on key {key!r} {stop}") from None
             except Exception as error:  # reported back to the worker that asked
