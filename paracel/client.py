@@ -376,7 +376,7 @@ class Client:
             backoff.pause()
         rank = status.Get_source()
         server = self._server_of_rank[rank]
-        data, errors, payload = message.recv()
+        data, errors, payload = protocol.recv_header(message, status)
         if errors:
             self._errors.extend((server, error) for error in errors)
         acks = self._acks[server]

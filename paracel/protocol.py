@@ -36,6 +36,7 @@ to receive.
 """
 
 import functools
+import io
 import pickle
 
 import numpy as np
@@ -63,9 +64,43 @@ EMPTY = ((), 0)
 #: failures to report, and a fence (a request that only asks for the ack):
 #: pickled once, sent as raw bytes (``comm.Send``: small, so MPI sends them
 #: eagerly, without waiting for the receiver) and read like any other
-#: message (``message.recv()``).
+#: message (:func:`recv_header`).
 ACK = pickle.dumps((None, (), EMPTY), pickle.HIGHEST_PROTOCOL)
 FENCE = pickle.dumps(("fence", (), None, True, EMPTY), pickle.HIGHEST_PROTOCOL)
+
+
+#: The only globals a message header may name: what pickling the tuples of
+#: :func:`encode` needs (complex scalars; numpy scalars and dtypes used as
+#: keys). Anything else in a header is refused, never imported or called.
+_HEADER_GLOBALS = frozenset([("builtins", "complex"), ("numpy", "dtype"),
+                             ("numpy.core.multiarray", "scalar"),
+                             ("numpy._core.multiarray", "scalar")])
+
+
+class _HeaderUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: tuples, lists, dicts, strings, bytes and
+    numbers (and the globals of :data:`_HEADER_GLOBALS`)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _HEADER_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a message header may not build {module}.{name}")
+
+
+def recv_header(message, status):
+    """Receive the pickled part of a message matched by ``improbe`` (with its
+    ``status``) and decode it without running code: headers come from any
+    rank, so they are read as plain data (:class:`_HeaderUnpickler`)."""
+    from mpi4py import MPI
+
+    data = bytearray(status.Get_count(MPI.BYTE))
+    message.Recv([data, MPI.BYTE])
+    return decode_header(data)
+
+
+def decode_header(data):
+    """The header pickled in ``data``, read as plain data only."""
+    return _HeaderUnpickler(io.BytesIO(data)).load()
 
 
 @functools.lru_cache(maxsize=256)

@@ -267,9 +267,20 @@ def _interrupt(process):
     return EXIT_INTERRUPTED
 
 
+def open_mpi_settings(environ):
+    """The Open MPI settings a rank applies (unless ``environ`` sets them):
+    :data:`OPEN_MPI_DEFAULTS`, and for a job whose ranks all run on this host
+    shared memory only, so no rank listens on a network port."""
+    settings = dict(OPEN_MPI_DEFAULTS)
+    local, size = environ.get("OMPI_COMM_WORLD_LOCAL_SIZE"), environ.get("OMPI_COMM_WORLD_SIZE")
+    if local is not None and local == size:
+        settings["OMPI_MCA_btl"] = "self,sm"
+    return settings
+
+
 def launch(job, algorithm, resume=None):
     """Take this rank's role in the job (every rank calls this under mpiexec)."""
-    for name, value in OPEN_MPI_DEFAULTS.items():
+    for name, value in open_mpi_settings(os.environ).items():
         os.environ.setdefault(name, value)
     from mpi4py import MPI
 

@@ -113,3 +113,12 @@ def test_output_of_another_job_is_protected(tmp_path):
     assert code == 0, err
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["params"][
         "topk"] == 1
+
+
+def test_single_host_ranks_use_shared_memory_only():
+    from paracel.run import open_mpi_settings
+
+    alone = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "16"}
+    assert open_mpi_settings(alone)["OMPI_MCA_btl"] == "self,sm"
+    spread = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "8"}
+    assert "OMPI_MCA_btl" not in open_mpi_settings(spread)

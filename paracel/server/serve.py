@@ -82,16 +82,17 @@ class Server:
             if message is None:
                 backoff.pause()
                 continue
-            self._handle(message, status.Get_source())
+            self._handle(message, status)
             backoff.reset()
         wait_request(self.outbox)
         log.debug("served %d requests, %d keys, %d bytes held",
                   self.requests, len(self.store.table), self.store.nbytes())
 
-    def _handle(self, message, source):
+    def _handle(self, message, status):
         """Apply one request, then send the ack it asked for."""
         start = time.perf_counter()
-        op, keys, arg, ack, payload = message.recv()
+        source = status.Get_source()
+        op, keys, arg, ack, payload = protocol.recv_header(message, status)
         self._handlers[op](source, keys, arg, payload)
         if ack:
             self._ack(source)
