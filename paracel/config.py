@@ -184,7 +184,20 @@ def load(path, overrides=()):
     values = validate(raw, path)
     if values["output"] is None:
         values["output"] = os.path.abspath(os.path.join("output", _stem(path)))
+    _check_folder("output", values["output"], path)
+    if values["checkpoint"] is not None:
+        _check_folder("checkpoint.dir", values["checkpoint"]["dir"], path)
     return Job(os.path.abspath(path), values)
+
+
+def _check_folder(key, folder, path):
+    """Refuse a folder key naming a file (or a folder under a file): found
+    now, not after the ranks have started."""
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{path}: {key}: {existing} is a file, not a folder")
 
 
 def _stem(path):

@@ -388,10 +388,17 @@ def main(argv=None):
         check_size(processes, job.servers)
         resume = find_resume(job, processes - job.servers) if args.resume else None
     except UserError as error:
+        # Under mpiexec every rank checks the job. Rank 0 reports at once;
+        # another rank reports only if still alive a second later: when rank
+        # 0 failed too (a bad job file), mpiexec has ended the job by then,
+        # so the message appears once, and an error only one rank saw (a
+        # module that fails to import there) is still shown.
         if world_rank() == 0:
             print(f"paracel: error: {error}", file=sys.stderr, flush=True)
-        elif size is not None:
-            time.sleep(1.0)  # let rank 0's message out before mpiexec reaps the job
+        else:
+            time.sleep(1.0)
+            print(f"paracel: error: [rank {world_rank()}] {error}", file=sys.stderr,
+                  flush=True)
         return EXIT_USER_ERROR
     if size is None:
         return relaunch(job, argv)
