@@ -217,3 +217,12 @@ def test_a_file_that_shrank_below_its_agreed_size_is_an_error(tmp_path, agreed):
     _write(tmp_path, "shrinks.txt", "line 0\n")
     with pytest.raises(DataError, match=r"shrinks.txt: the file shrank from 390 to 7 bytes"):
         _union([path], 2)
+
+
+def test_an_overlong_line_is_refused_naming_file_and_line(tmp_path, monkeypatch):
+    from paracel.io import lines
+
+    monkeypatch.setattr(lines, "MAX_LINE_BYTES", 1 << 20)
+    path = _write(tmp_path, "long.txt", "short\n" + "x" * (3 << 20) + "\nshort\n")
+    with pytest.raises(DataError, match=r"long.txt:2: the line is longer than 1 MiB"):
+        _union([path], 1)

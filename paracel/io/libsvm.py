@@ -165,10 +165,15 @@ def read_share(files, part, parts, skip=False):
     """
     labels, indptrs, indices, values, skipped = [], [], [], [], 0
     for path, start, end in _aligned(files, part, parts):
-        with open_agreed(path) as handle:
-            handle.seek(start)
-            data = handle.read(end - start)
-        parsed = parse(data, path, start, skip)
+        try:
+            with open_agreed(path) as handle:
+                handle.seek(start)
+                data = handle.read(end - start)
+            parsed = parse(data, path, start, skip)
+        except MemoryError:
+            raise DataError(f"{path}:{line_number(path, start)}: out of memory parsing this "
+                            f"worker's {end - start} bytes from this line on; use more "
+                            "workers") from None
         labels.append(parsed[0])
         indptrs.append(parsed[1])
         indices.append(parsed[2])

@@ -21,6 +21,10 @@ from paracel.errors import DataError
 
 BOM = "\ufeff"
 
+#: The longest line a loader takes: longer ones are refused, naming file and
+#: line, before they exhaust memory (no text format here needs more).
+MAX_LINE_BYTES = 1 << 29
+
 #: Agreed sizes of input files (absolute path → bytes) for this process.
 _SIZES = {}
 
@@ -95,9 +99,12 @@ def lines_between(path, start, end):
                 handle.readline(size - start)
         offset = handle.tell()
         while offset < end:
-            raw = handle.readline(size - offset)
+            raw = handle.readline(min(size - offset, MAX_LINE_BYTES + 1))
             if not raw:
                 return
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(f"{path}:{line_number(path, offset)}: the line is longer "
+                                f"than {MAX_LINE_BYTES >> 20} MiB")
             text = _decode(raw, path, offset)
             yield path, offset, text[1:] if offset == 0 and text.startswith(BOM) else text
             offset += len(raw)
