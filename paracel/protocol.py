@@ -46,6 +46,10 @@ from paracel.waiting import wait_request
 
 INLINE_LIMIT = 64 * 1024
 
+#: The most bytes one MPI call carries: counts are C ints, so an array of
+#: 2**31 elements or more travels as several pieces (:func:`pieces`).
+MAX_PIECE_BYTES = 1 << 30
+
 TAG_REQUEST = 11
 TAG_DATA = 12
 TAG_REPLY = 13
@@ -349,7 +353,18 @@ def send(comm, dest, message, buffers, tag, data_tag):
     """
     comm.send(message, dest=dest, tag=tag)
     if buffers:
-        wait_request([comm.Isend(buffer, dest=dest, tag=data_tag) for buffer in buffers])
+        wait_request([comm.Isend(piece, dest=dest, tag=data_tag)
+                      for buffer in buffers for piece in pieces(buffer)])
+
+
+def pieces(array):
+    """``array`` as the contiguous pieces it travels in: itself, or byte views
+    of at most :data:`MAX_PIECE_BYTES` each (sender and receiver cut alike)."""
+    if array.nbytes <= MAX_PIECE_BYTES:
+        return [array]
+    flat = array.reshape(-1).view(np.uint8)
+    return [flat[start:start + MAX_PIECE_BYTES]
+            for start in range(0, flat.size, MAX_PIECE_BYTES)]
 
 
 def post(comm, dest, message, buffers):
@@ -357,7 +372,8 @@ def post(comm, dest, message, buffers):
     requests to complete. The buffers must stay unchanged until they have."""
     requests = [comm.isend(message, dest=dest, tag=TAG_REQUEST)]
     if buffers:
-        requests += [comm.Isend(buffer, dest=dest, tag=TAG_DATA) for buffer in buffers]
+        requests += [comm.Isend(piece, dest=dest, tag=TAG_DATA)
+                     for buffer in buffers for piece in pieces(buffer)]
     return requests
 
 
@@ -369,5 +385,6 @@ def receive(comm, source, payload, data_tag=TAG_DATA, out=None, targets=None):
         return [spec[1] if spec[0] == "s" else decode(spec, ()) for spec in specs]
     buffers = allocate(specs, out, targets)
     for buffer in buffers:
-        comm.Recv(buffer, source=source, tag=data_tag)
+        for piece in pieces(buffer):
+            comm.Recv(piece, source=source, tag=data_tag)
     return [decode(spec, buffers) for spec in specs]

@@ -396,3 +396,24 @@ class Hangs(paracel.Algorithm):
 
     def restore(self, state):
         pass
+
+
+class HugeArray(paracel.Algorithm):
+    """One array of more than 2**31 - 1 elements written to a server and read
+    back whole (it travels in pieces; MPI counts are C ints)."""
+
+    parameters = {"elements": paracel.Param(int, 2 ** 31 + 7, "array length")}
+
+    def solve(self):
+        if self.worker_id != 0:
+            return {}
+        big = np.zeros(self.elements, dtype=np.int8)
+        big[::4096] = 1
+        big[-5:] = [1, 2, 3, 4, 5]
+        self.write("big", big)
+        del big
+        back = self.read("big")
+        ones = -(-self.elements // 4096)  # where 1s were put
+        same = (back.shape == (self.elements,) and bool((back[::4096] == 1).all())
+                and np.count_nonzero(back) == ones + 5)
+        return {"same": same, "tail": back[-5:].tolist()}

@@ -158,3 +158,10 @@ def test_input_growing_during_the_job_is_read_as_it_was_at_the_start(run_job, tm
                      input=str(tmp_path / "in.txt"))
     assert_ok(result)
     assert result.metrics["metrics"]["lines"] == text.splitlines()
+
+
+def test_an_array_of_more_than_2_31_elements_travels_whole(run_job):
+    result = run_job("mpi_algos:HugeArray", processes=3, servers=1, modules=["mpi_algos"],
+                     timeout=240)
+    assert_ok(result)
+    assert result.metrics["metrics"] == {"same": True, "tail": [1, 2, 3, 4, 5]}
