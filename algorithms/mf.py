@@ -58,6 +58,24 @@ whatever order concurrent pushes arrive in: a run is bitwise repeatable.
 With one worker and staleness 0 it is the single-process mini-batch SGD up
 to that rounding.
 
+Checkpoints and resume
+----------------------
+The clock a worker starts at ``self.clock == c`` is chunk
+``c mod (clocks_per_epoch + 1)`` of epoch ``c // (clocks_per_epoch + 1)``,
+the last chunk being the evaluation; the first clock also writes the
+workers' rating sums (for ``μ``) and the starting factors. All a clock's
+work follows from its number: the epoch's shuffle is drawn again from
+``rng(epoch + 1)``, the split is a hash, ``μ`` and the factors are in the
+tables; so :meth:`MatrixFactorization.state` is empty. A resumed job loads
+and splits its share again, reads ``μ`` back from the workers' sums instead
+of writing them, attaches to the factors instead of initialising them, and
+continues with the clock it resumed at. Worker 0's report of an evaluation
+comes after the evaluation's clock, so after that clock's checkpoint: a job
+resumed from it reports that evaluation again first. The final evaluation
+writes each worker's sums under its own key (a write, not an add), so a job
+resumed from its final checkpoint computes the same metrics and outputs
+again. With staleness 0 a resumed run ends bitwise as the uninterrupted one.
+
 Held-out split
 --------------
 A rating is held out when a hash of ``(user id, item id, seed)`` (BLAKE2b of
