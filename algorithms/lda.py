@@ -55,9 +55,10 @@ its own entry of row ``t`` of the small table ``lda.loglik`` (a vector of
 ``iterations + 1`` rows of ``num_workers`` entries); summing a row in worker
 order keeps the value reproducible. At clock ``t`` worker 0 reports
 (``report``) the newest value complete on the servers: ``loglik`` after
-``sweeps = t - s - 1`` sweeps (nothing per clock when asynchronous). After the last sweep
-every worker syncs, so the final value is exact for any staleness; with
-``s > 0`` earlier values mix states within the staleness window.
+``sweeps = t - s - 1`` sweeps (nothing per clock when asynchronous).
+After the last sweep every worker syncs, so the final value is exact for
+any staleness; with ``s > 0`` earlier values mix states within the
+staleness window.
 
 Checkpoints and resume
 ----------------------
