@@ -59,7 +59,9 @@ CASES = {
     "wc": Case("wc.json"),
     "sim": Case("sim.json"),
     "pagerank": Case("pagerank.json", job={"staleness": 0}),
-    "kmeans": Case("kmeans.json"),
+    # three k-means++ runs of 11-12 Lloyd iterations each (37 clocks), the last
+    # one best: a kill lands in any run, its hand-shake, or after the end
+    "kmeans": Case("kmeans.json", params={"k": 9, "n_init": 3, "tol": 0.0}),
     "lda": Case("lda.json", params={"iterations": 10}, job={"staleness": 0}),
     "lr": Case("lr.json", params={"epochs": 4}, job={"staleness": 0}),
     "mf": Case("mf.json", params={"epochs": 6}),
