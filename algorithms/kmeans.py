@@ -377,8 +377,7 @@ class KMeans(paracel.Algorithm):
         """``labels_<worker>`` on every worker, ``centers.txt`` on worker 0."""
         self.dump("labels_", zip(ids, labels.tolist()))
         if self.worker_id == 0:
-            path = os.path.join(self.output, "centers.txt")
-            with open(path, "w", encoding="utf-8") as handle:
+            with self.open_output("centers.txt") as handle:
                 for row in centers:
                     handle.write(",".join(repr(float(v)) for v in row) + "\n")
 

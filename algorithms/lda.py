@@ -129,7 +129,6 @@ Metrics: ``loglik`` (final), ``loglik_per_token``, ``loglik_history`` (after
 ``vocab_size``.
 """
 
-import os
 
 import numpy as np
 import scipy.sparse
@@ -274,7 +273,7 @@ class LDA(paracel.Algorithm):
         X = scipy.sparse.csr_matrix((np.ones(flat.size), np.searchsorted(names, flat), indptr),
                                     shape=(len(documents), names.size))
         if self.worker_id == 0:
-            _write_lines(os.path.join(self.output, "vocab.txt"), names)
+            self.write_lines("vocab.txt", names)
         return first + np.arange(len(documents)), _counts(X), names
 
     # -- log-likelihood ----------------------------------------------------
@@ -305,8 +304,13 @@ class LDA(paracel.Algorithm):
         """``topics.txt``: each topic's ``top_words`` most frequent words."""
         top = np.argsort(-n_wk.T, axis=1, kind="stable")[:, :self.top_words]
         labels = top if names is None else names[top]
-        _write_lines(os.path.join(self.output, "topics.txt"),
-                     (f"{k}\t{' '.join(map(str, row))}" for k, row in enumerate(labels)))
+        self.write_lines("topics.txt",
+                         (f"{k}\t{' '.join(map(str, row))}" for k, row in enumerate(labels)))
+
+    def write_lines(self, name, lines):
+        """``OUTPUT/name``, one line per item (written whole, replaced by reruns)."""
+        with self.open_output(name) as handle:
+            handle.writelines(f"{line}\n" for line in lines)
 
 
 # -- sampling (plain NumPy, no MPI) ------------------------------------------
@@ -460,7 +464,3 @@ def _counts(X):
     X.eliminate_zeros()
     return X
 
-
-def _write_lines(path, lines):
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(f"{line}\n" for line in lines)
