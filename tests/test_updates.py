@@ -388,6 +388,22 @@ def test_update_fn_returning_none_deletes_the_key():
     assert store.contains(["x", "y"]) == [False, True]
 
 
+def test_user_function_returning_what_a_checkpoint_cannot_store_fails_at_once():
+    name = _fresh_name("returns_a_set")
+
+    @update_function(name)
+    def returns_a_set(old, delta):
+        return (old, {delta}) if delta < 0 else (old, delta)
+
+    store = Store()
+    store.write(["k", "j"], [1, 2])
+    errors = store.update(name, ["k", "j"], [-1, 5])
+    assert len(errors) == 1 and errors[0][0]  # a user error: one line, no traceback
+    assert "key 'k'" in errors[0][1] and "type set (at [1])" in errors[0][1]
+    assert "cannot keep" in errors[0][1]
+    assert store.read(["k", "j"]) == [1, (2, 5)]
+
+
 def test_store_update_unknown_function_raises():
     with pytest.raises(UserError, match="unknown update function"):
         Store().update("no_such_fn", ["k"], [1])

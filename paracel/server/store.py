@@ -9,6 +9,7 @@ import traceback
 
 import numpy as np
 
+from paracel import snapshot
 from paracel.errors import UserError
 from paracel.server import updates
 
@@ -40,13 +41,18 @@ class Store:
             :class:`paracel.errors.UserError` (a delta that does not fit the
             stored block, say) gives its message; anything else the traceback.
             The other keys are updated all the same, and a failed key keeps
-            its old value.
+            its old value. A user's function that returns a value a
+            checkpoint could not store fails too (here, not at the next
+            checkpoint hours later); the built-ins return only such values.
         """
         fn = updates.lookup(fn_name)
+        checked = fn.__module__ != updates.__name__
         errors = []
         for key, delta in zip(keys, deltas):
             try:
                 new = fn(self.table.get(key), delta)
+                if checked and new is not None:
+                    _check_result(new)
             except Exception as error:  # reported back to the worker that asked
                 errors.append(_failure(fn_name, key, error))
                 continue
@@ -90,6 +96,14 @@ def _nbytes(value):
     if isinstance(value, (tuple, list)):
         return sum(_nbytes(item) for item in value)
     return 8
+
+
+def _check_result(value):
+    try:
+        snapshot.check(value)
+    except snapshot.Unstorable as error:
+        raise UserError(f"it returned {error} (at {error.path() or 'the top'}), which the "
+                        f"store cannot keep; it keeps {snapshot.STORABLE}") from None
 
 
 def _failure(fn_name, key, error):
