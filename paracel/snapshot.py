@@ -40,7 +40,9 @@ first item is a tag:
 ``["a", descr, shape]``
     a numpy array (C order, its own byte order) in the raw region.
 ``["g", descr]``
-    a numpy scalar, as a 0-d array.
+    a numpy scalar, as a 0-d array (``["gs", text]``, ``["gb", n]`` for
+    ``numpy.str_`` and ``numpy.bytes_``, which may end in NULs an array
+    would drop).
 ``["sp", format, kind, shape, parts]``
     a scipy.sparse matrix (``kind`` 0) or array (``kind`` 1) by its component
     arrays: ``data, indices, indptr`` (csr, csc, bsr; lil and dok as csr),
@@ -154,6 +156,11 @@ def _array_spec(value, raw):
 
 
 def _generic_spec(value, raw):
+    if isinstance(value, np.str_):
+        return ["gs", str.__str__(value)]
+    if isinstance(value, np.bytes_):
+        raw.add(bytes(value))
+        return ["gb", len(value)]
     if value.dtype.hasobject:
         raise Unstorable(value)
     raw.add(value.tobytes())
@@ -423,6 +430,12 @@ def _decode_dict(spec, source):
     return dict(zip(items[0::2], items[1::2]))
 
 
+def _text(spec):
+    if type(spec) is not str:
+        raise ValueError(f"bad text {spec!r}")
+    return spec
+
+
 def _decode_float(spec, source):
     return _FLOAT_BITS.unpack(int(spec[1]).to_bytes(8, "little"))[0]
 
@@ -459,6 +472,8 @@ _DECODERS = {
     "d": _decode_dict,
     "a": _decode_array,
     "g": lambda spec, source: source.array(_dtype(spec[1]), ())[()],
+    "gs": lambda spec, source: np.str_(_text(spec[1])),
+    "gb": lambda spec, source: np.bytes_(source.bytes(spec[1])),
     "sp": _decode_sparse,
 }
 
@@ -473,7 +488,7 @@ def raw_size(spec):
         return math.prod(shape) * dtype.itemsize
     if tag == "g":
         return _dtype(spec[1]).itemsize
-    if tag == "b":
+    if tag in ("b", "gb"):
         return spec[1]
     if tag == "sp":
         return sum(raw_size(part) for part in spec[4])
