@@ -19,7 +19,6 @@ frequent words, most frequent first (ties by word).
 """
 
 import heapq
-import os
 import re
 from collections import Counter
 
@@ -83,11 +82,9 @@ class WordCount(paracel.Algorithm):
 
     def write_top(self, best):
         """``OUTPUT/topk.txt``: the global top-k."""
-        path = os.path.join(self.output, "topk.txt")
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        with self.open_output("topk.txt") as handle:
             for word, count in best:
                 handle.write(f"{word}\t{count}\n")
-        os.replace(path + ".tmp", path)
 
 
 def _top(counts, k):

@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from paracel import config
+from paracel import config, watch
 
 _NO_DEFAULT = object()
 
@@ -284,24 +284,31 @@ class Algorithm:
     def save_model(self, path, matrices, **attrs):
         """Write matrices to one HDF5 file (collective; worker 0 writes).
 
-        ``path`` is relative to the output folder unless absolute.
+        ``path`` is relative to the output folder unless absolute (a file
+        inside the output folder is replaced by a rerun, see :meth:`open_output`).
         """
-        from paracel.io import h5
+        from paracel.io import h5, outputs
 
         self.sync()
         if self.worker_id == 0:
-            h5.save_matrices(os.path.join(self.output, path), matrices, attrs)
+            path = os.path.join(self.output, path)
+            mine = outputs.inside(self.output, path)
+            if mine is not None:
+                outputs.record(self.output, self.worker_id, mine)
+            h5.save_matrices(path, matrices, attrs)
         self.sync()
 
-    def load_model(self, path, name, block_rows=None):
+    def load_model(self, path, name, block_rows=None, dtype=None):
         """Read matrix ``name`` from a model file into the servers (collective).
 
-        Works with any number of servers and workers (warm start).
+        Works with any number of servers and workers (warm start). ``dtype``
+        (default: the file's) is what the servers will hold: the file's
+        values must convert to it without loss, and must be finite.
         """
         from paracel.io import h5
 
-        shape, dtype, sparse = h5.matrix_info(path, name)
-        matrix = self.matrix(name, shape, dtype, block_rows, sparse, create=False)
+        shape, stored, sparse = h5.matrix_info(path, name)
+        matrix = self.matrix(name, shape, dtype or stored, block_rows, sparse, create=False)
         h5.load_blocks(path, matrix, self._my_blocks(matrix))
         self.sync()
         return matrix
@@ -403,27 +410,59 @@ class Algorithm:
     def dump(self, prefix, items, sep=",", merge_as=None):
         """Write ``OUTPUT/<prefix><worker_id>`` (``key\tvalue`` lines); with
         ``merge_as`` also one merged file of every worker's lines (collective)."""
-        from paracel.io import writers
+        from paracel.io import outputs, writers
 
+        outputs.record(self.output, self.worker_id, f"{prefix}{self.worker_id}")
         path = writers.dump_lines(self.output, prefix, self.worker_id, items, sep)
         if merge_as is not None:
             self.sync()
             if self.worker_id == 0:
+                outputs.record(self.output, self.worker_id, merge_as)
                 path = writers.merge(self.output, prefix, self.num_workers, merge_as)
             self.sync()
         return path
 
+    def open_output(self, name, mode="w"):
+        """Write the result file ``OUTPUT/name`` whole (a context manager
+        yielding the open file; text in UTF-8 unless ``mode`` has ``b``).
+
+        The file appears only once the block ends, under its final name; a
+        rerun of the job removes it before writing its own results (files
+        written by other means are not tracked and stay).
+        """
+        from paracel.io import outputs
+
+        outputs.record(self.output, self.worker_id, name)
+        return outputs.atomic_file(self.output, name, mode)
+
     # -- synchronisation ---------------------------------------------------
 
     def sync(self):
-        """Barrier of all workers, after each has flushed its updates (the time
-        spent here counts as waiting, ``per_worker_sync_wait_seconds``)."""
-        from paracel.waiting import wait_request
-
-        self._runtime.client.flush()
+        """Barrier of all workers, after each has flushed its updates: every
+        read after it sees every update made before it (cached copies are
+        dropped). The time spent here counts as waiting
+        (``per_worker_sync_wait_seconds``)."""
+        client = self._runtime.client
+        client.flush()
         start = time.perf_counter()
-        wait_request(self.comm.Ibarrier())
+        self._barrier(watch.SYNC)
         self._runtime.sync_seconds += time.perf_counter() - start
+        if client.cache is not None:
+            client.cache.clear()
+
+    def _barrier(self, kind):
+        """Barrier of all workers that also checks they are all in the same
+        collective call (labels exchanged with it; see :mod:`paracel.watch`),
+        and ends in a clear error rather than a hang when they cannot all
+        arrive."""
+        from mpi4py import MPI
+
+        watcher = self._runtime.clock.watch
+        mine = np.array(watcher.label(kind, self.clock), dtype=np.int64)
+        every = np.empty((self.num_workers, mine.size), dtype=np.int64)
+        request = self.comm.Iallgather(mine, every)
+        watcher.wait(lambda: MPI.Request.Test(request), tuple(mine))
+        watch.check_labels(every)
 
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait
@@ -478,10 +517,13 @@ class Algorithm:
     def _checkpoint(self, clock):
         """Snapshot servers and workers at ``clock`` (collective; see
         :mod:`paracel.checkpoints`). Needs every worker to reach the same
-        checkpoint clocks."""
+        checkpoint clocks: the labelled barriers (:mod:`paracel.watch`) find
+        one that does not."""
         runtime = self._runtime
-        self.sync()
-        runtime.checkpointer.save(clock, runtime.client, self.state(), self.metrics_)
+        runtime.client.flush()
+        self._barrier(watch.CHECKPOINT)
+        runtime.checkpointer.save(clock, runtime.client, self.state(), self.metrics_,
+                                  barrier=lambda: self._barrier(watch.CHECKPOINT))
         if self.worker_id == 0:
             self.log.info("checkpoint at clock %d", clock)
         runtime.last_checkpoint = clock
@@ -523,14 +565,16 @@ class Algorithm:
         Called by the launcher; ``runtime`` carries the topology, the client,
         the clock table and the job.
         """
-        from paracel.waiting import wait_request
+        from paracel.io import outputs
 
         self._runtime = runtime
         if self.worker_id == 0:
-            config.claim_output(runtime.job.output, runtime.job.path)
-        else:
-            os.makedirs(runtime.job.output, exist_ok=True)
-        wait_request(self.comm.Ibarrier())  # one start: histories share a time base
+            removed = outputs.claim(runtime.job.output, runtime.job.path, self.resumed)
+            if removed:
+                self.log.info("removed %d file(s) of the previous run from %s",
+                              len(removed), runtime.job.output)
+        self._agree_input_sizes()
+        self._barrier(watch.START)  # one start: histories share a time base
         runtime.started = time.perf_counter()
         if self.resumed:
             self._resume_state()
@@ -548,10 +592,24 @@ class Algorithm:
         self._write_metrics(solve_seconds)
         runtime.client.done()
 
+    def _agree_input_sizes(self):
+        """Measure the input files once (worker 0) and give every worker the
+        same sizes, so shares are cut alike and a file that grows while the
+        job runs is read only up to what it held now."""
+        from paracel.io import lines
+        from paracel.waiting import bcast_json
+
+        job = self._runtime.job
+        sizes = None
+        if self.worker_id == 0 and job.input is not None:
+            sizes = {path: os.path.getsize(path) for path in config.input_files(job.input)}
+        lines.agree_sizes(bcast_json(self.comm, sizes) or {})
+
     def _write_metrics(self, solve_seconds):
         from paracel.waiting import gather_json, wait_request
 
         runtime = self._runtime
+        self._barrier(watch.END)
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
                          runtime.skipped, runtime.client.comm_seconds,
                          runtime.sync_seconds, *_cache_counts(runtime.client.cache)],
@@ -585,10 +643,10 @@ class Algorithm:
             "worker_history": histories,
             "config": runtime.job.to_dict(),
         }
-        path = os.path.join(runtime.job.output, "metrics.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        from paracel.io import outputs
+
+        with outputs.atomic_file(runtime.job.output, "metrics.json") as handle:
             json.dump(report, handle, indent=2)
-        os.replace(path + ".tmp", path)
 
 
 def _cache_counts(cache):

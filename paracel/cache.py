@@ -14,8 +14,11 @@ that they still see others' progress every clock.
 ``g`` is the slowest clock the worker saw in the clock table at its last
 commit (a lower bound of the true one, so the rule errs on the safe side).
 A copy is dropped when the worker writes or removes its key, or when an
-update function fails on it (the server reports that failure). Copies are
-kept until refreshed: the cache holds every value this worker has read.
+update function fails on it (the server reports that failure), and every
+copy is dropped by ``sync()``, after which reads must see everything done
+before it. Copies are kept until refreshed: the cache holds every value this
+worker has read. Whole-matrix reads (``to_numpy``, hence model files) always
+go to the servers.
 """
 
 import copy
@@ -76,6 +79,11 @@ class ParamCache:
             del self.entries[key]
         else:
             self.entries[key] = (new, entry[1], entry[2])
+
+    def clear(self):
+        """Forget every copy: after a ``sync()`` each read must see every
+        update made before it, which no copy taken earlier is known to hold."""
+        self.entries.clear()
 
     def drop(self, keys):
         """Forget ``keys`` (written or removed by this worker)."""

@@ -618,13 +618,14 @@ class Checkpointer:
         """Note one history entry (JSON values) for the next checkpoint."""
         self.history.add(entry)
 
-    def save(self, clock, client, state, metrics):
+    def save(self, clock, client, state, metrics, barrier):
         """Take the checkpoint of ``clock`` (collective over the workers, who
-        must have flushed their updates): worker 0 has the servers write their
-        tables while every worker writes its state and appends its history;
-        worker 0 then publishes the manifest and prunes. Returns once the
-        checkpoint is in place."""
-        from paracel.waiting import bcast_json, gather_json, wait_request
+        must have flushed their updates and met): worker 0 has the servers
+        write their tables while every worker writes its state and appends
+        its history; worker 0 then publishes the manifest and prunes.
+        ``barrier()`` (the workers' labelled barrier) ends it, so it returns
+        once the checkpoint is in place."""
+        from paracel.waiting import bcast_json, gather_json
 
         lead = self.worker == 0
         staging = bcast_json(self.comm, self._guard(f"a checkpoint in {self.directory}", stage,
@@ -641,7 +642,7 @@ class Checkpointer:
             self._guard(f"the checkpoint of clock {clock} in {self.directory}",
                                 publish, self.directory, staging, manifest)
             prune(self.directory, self.origin.run, clock, self.keep)
-        wait_request(self.comm.Ibarrier())
+        barrier()
 
     def _write_state(self, path, state, metrics):
         try:

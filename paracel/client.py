@@ -116,10 +116,11 @@ class Client:
             return out
         return value
 
-    def read_multi(self, keys, default=_NO_DEFAULT):
-        """Values of many keys, in order: one message to each server involved."""
+    def read_multi(self, keys, default=_NO_DEFAULT, fresh=False):
+        """Values of many keys, in order: one message to each server involved
+        (``fresh``: from the servers even when the worker caches reads)."""
         keys = list(keys)
-        if self.cache is not None:
+        if self.cache is not None and not fresh:
             return self._read_multi_cached(keys, default)
         groups = self.ring.group(keys)
         replies = self._exchange([(server, "read", [keys[i] for i in positions], None, ())
@@ -375,7 +376,7 @@ class Client:
             backoff.pause()
         rank = status.Get_source()
         server = self._server_of_rank[rank]
-        data, errors, payload = message.recv()
+        data, errors, payload = protocol.recv_header(message, status)
         if errors:
             self._errors.extend((server, error) for error in errors)
         acks = self._acks[server]

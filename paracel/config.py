@@ -129,6 +129,9 @@ SCHEMA = {
     "checkpoint": Param(dict, None, nullable=True,
                         help="{\"dir\": folder, \"every\": N clocks, \"keep\": K}: "
                              "snapshot servers and workers (see --resume)"),
+    "request_timeout": Param(float, 300.0, low=0.001, nullable=True,
+                             help="seconds an update function may run on a server before "
+                                  "the job is stopped with a message (null: no limit)"),
     "log_level": Param(str, "info", choices=("debug", "info", "warning", "error"),
                        help="logging threshold"),
 }
@@ -181,7 +184,20 @@ def load(path, overrides=()):
     values = validate(raw, path)
     if values["output"] is None:
         values["output"] = os.path.abspath(os.path.join("output", _stem(path)))
+    _check_folder("output", values["output"], path)
+    if values["checkpoint"] is not None:
+        _check_folder("checkpoint.dir", values["checkpoint"]["dir"], path)
     return Job(os.path.abspath(path), values)
+
+
+def _check_folder(key, folder, path):
+    """Refuse a folder key naming a file (or a folder under a file): found
+    now, not after the ranks have started."""
+    existing = folder
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ConfigError(f"{path}: {key}: {existing} is a file, not a folder")
 
 
 def _stem(path):
@@ -320,30 +336,6 @@ def _expand(item):
     if not os.access(item, os.R_OK):
         raise ConfigError(f"input: {item!r} is not readable")
     return [item]
-
-
-OWNER_FILE = ".paracel-job"
-
-
-def output_owner(folder):
-    """The job file that last wrote into ``folder`` (``None`` if unknown)."""
-    try:
-        with open(os.path.join(folder, OWNER_FILE), encoding="utf-8") as handle:
-            return handle.read().strip() or None
-    except OSError:
-        return None
-
-
-def claim_output(folder, job_path):
-    """Mark ``folder`` as written by ``job_path``; drop a previous run's
-    ``metrics.json`` so an interrupted rerun never looks complete."""
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, OWNER_FILE), "w", encoding="utf-8") as handle:
-        handle.write(job_path + "\n")
-    try:
-        os.remove(os.path.join(folder, "metrics.json"))
-    except FileNotFoundError:
-        pass
 
 
 def _check_inputs(spec, path):

@@ -209,8 +209,13 @@ class DistMatrix:
     # -- whole -------------------------------------------------------------
 
     def to_numpy(self):
-        """The whole matrix, gathered from the servers (dense, or csr if sparse)."""
-        blocks = self.client.read_multi([self.block_key(b) for b in range(self.num_blocks)])
+        """The whole matrix, gathered from the servers (dense, or csr if sparse).
+
+        Always read from the servers, never from the worker's cached copies:
+        what is saved or reported as the model is what the servers hold.
+        """
+        blocks = self.client.read_multi([self.block_key(b) for b in range(self.num_blocks)],
+                                        fresh=True)
         if self.sparse:
             import scipy.sparse
 

@@ -39,6 +39,7 @@ to receive.
 """
 
 import functools
+import io
 import pickle
 
 import numpy as np
@@ -47,6 +48,10 @@ from paracel.errors import UserError
 from paracel.waiting import wait_request
 
 INLINE_LIMIT = 64 * 1024
+
+#: The most bytes one MPI call carries: counts are C ints, so an array of
+#: 2**31 elements or more travels as several pieces (:func:`pieces`).
+MAX_PIECE_BYTES = 1 << 30
 
 TAG_REQUEST = 11
 TAG_DATA = 12
@@ -66,9 +71,43 @@ EMPTY = ((), 0)
 #: failures to report, and a fence (a request that only asks for the ack):
 #: pickled once, sent as raw bytes (``comm.Send``: small, so MPI sends them
 #: eagerly, without waiting for the receiver) and read like any other
-#: message (``message.recv()``).
+#: message (:func:`recv_header`).
 ACK = pickle.dumps((None, (), EMPTY), pickle.HIGHEST_PROTOCOL)
 FENCE = pickle.dumps(("fence", (), None, True, EMPTY), pickle.HIGHEST_PROTOCOL)
+
+
+#: The only globals a message header may name: what pickling the tuples of
+#: :func:`encode` needs (complex scalars; numpy scalars and dtypes used as
+#: keys). Anything else in a header is refused, never imported or called.
+_HEADER_GLOBALS = frozenset([("builtins", "complex"), ("numpy", "dtype"),
+                             ("numpy.core.multiarray", "scalar"),
+                             ("numpy._core.multiarray", "scalar")])
+
+
+class _HeaderUnpickler(pickle.Unpickler):
+    """Unpickles plain data only: tuples, lists, dicts, strings, bytes and
+    numbers (and the globals of :data:`_HEADER_GLOBALS`)."""
+
+    def find_class(self, module, name):
+        if (module, name) in _HEADER_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a message header may not build {module}.{name}")
+
+
+def recv_header(message, status):
+    """Receive the pickled part of a message matched by ``improbe`` (with its
+    ``status``) and decode it without running code: headers come from any
+    rank, so they are read as plain data (:class:`_HeaderUnpickler`)."""
+    from mpi4py import MPI
+
+    data = bytearray(status.Get_count(MPI.BYTE))
+    message.Recv([data, MPI.BYTE])
+    return decode_header(data)
+
+
+def decode_header(data):
+    """The header pickled in ``data``, read as plain data only."""
+    return _HeaderUnpickler(io.BytesIO(data)).load()
 
 
 @functools.lru_cache(maxsize=256)
@@ -137,6 +176,25 @@ def _plain_scalar(value):
         return value.item()
     base = next(base for base in (int, float, complex, str, bytes) if isinstance(value, base))
     return base(value)
+
+
+def check_storable(value):
+    """Raise :class:`UserError` unless :func:`encode` can carry ``value`` (what
+    the store may hold), without encoding it."""
+    if type(value) in _PLAIN or isinstance(value, SCALAR_TYPES):
+        return
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise UserError("a numpy array of dtype object cannot be stored")
+        return
+    if isinstance(value, (tuple, list)):
+        for item in value:
+            check_storable(item)
+        return
+    if not _is_sparse(value):
+        raise UserError(f"a value of type {type(value).__name__} cannot be stored; use "
+                        "numpy arrays, scipy.sparse matrices, Python scalars, or "
+                        "tuples/lists of them")
 
 
 def _encode_array(array, buffers):
@@ -306,7 +364,18 @@ def send(comm, dest, message, buffers, tag, data_tag):
     """
     comm.send(message, dest=dest, tag=tag)
     if buffers:
-        wait_request([comm.Isend(buffer, dest=dest, tag=data_tag) for buffer in buffers])
+        wait_request([comm.Isend(piece, dest=dest, tag=data_tag)
+                      for buffer in buffers for piece in pieces(buffer)])
+
+
+def pieces(array):
+    """``array`` as the contiguous pieces it travels in: itself, or byte views
+    of at most :data:`MAX_PIECE_BYTES` each (sender and receiver cut alike)."""
+    if array.nbytes <= MAX_PIECE_BYTES:
+        return [array]
+    flat = array.reshape(-1).view(np.uint8)
+    return [flat[start:start + MAX_PIECE_BYTES]
+            for start in range(0, flat.size, MAX_PIECE_BYTES)]
 
 
 def post(comm, dest, message, buffers):
@@ -314,7 +383,8 @@ def post(comm, dest, message, buffers):
     requests to complete. The buffers must stay unchanged until they have."""
     requests = [comm.isend(message, dest=dest, tag=TAG_REQUEST)]
     if buffers:
-        requests += [comm.Isend(buffer, dest=dest, tag=TAG_DATA) for buffer in buffers]
+        requests += [comm.Isend(piece, dest=dest, tag=TAG_DATA)
+                     for buffer in buffers for piece in pieces(buffer)]
     return requests
 
 
@@ -326,5 +396,6 @@ def receive(comm, source, payload, data_tag=TAG_DATA, out=None, targets=None):
         return [spec[1] if spec[0] == "s" else decode(spec, ()) for spec in specs]
     buffers = allocate(specs, out, targets)
     for buffer in buffers:
-        comm.Recv(buffer, source=source, tag=data_tag)
+        for piece in pieces(buffer):
+            comm.Recv(piece, source=source, tag=data_tag)
     return [decode(spec, buffers) for spec in specs]

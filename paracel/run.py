@@ -35,6 +35,10 @@ EXIT_TERMINATED = 143
 OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "^ucx"}
 
 
+#: How long a rank other than 0 that got SIGTERM waits before saying so.
+SIGTERM_QUIET_SECONDS = 1.0
+
+
 #: Thread-count variables of the BLAS libraries numpy may use. Ranks already
 #: outnumber cores, so each rank computes on one thread (unless the user's
 #: environment says otherwise): spare BLAS threads only spin.
@@ -200,7 +204,9 @@ def check_output(job, overwrite):
     folder = job.output
     if overwrite or not os.path.isdir(folder) or not os.listdir(folder):
         return
-    owner = config.output_owner(folder)
+    from paracel.io import outputs
+
+    owner = outputs.owner(folder)
     if owner == job.path:
         return
     what = f"the results of {owner}" if owner else "files this job did not write"
@@ -269,11 +275,22 @@ def _interrupt(process):
     return EXIT_INTERRUPTED
 
 
+def open_mpi_settings(environ):
+    """The Open MPI settings a rank applies (unless ``environ`` sets them):
+    :data:`OPEN_MPI_DEFAULTS`, and for a job whose ranks all run on this host
+    shared memory only, so no rank listens on a network port."""
+    settings = dict(OPEN_MPI_DEFAULTS)
+    local, size = environ.get("OMPI_COMM_WORLD_LOCAL_SIZE"), environ.get("OMPI_COMM_WORLD_SIZE")
+    if local is not None and local == size:
+        settings["OMPI_MCA_btl"] = "self,sm"
+    return settings
+
+
 def launch(job, algorithm, origin=None):
     """Take this rank's role in the job (every rank calls this under mpiexec);
     ``origin`` is where a run with checkpoints starts
     (:class:`paracel.checkpoints.Origin`)."""
-    for name, value in OPEN_MPI_DEFAULTS.items():
+    for name, value in open_mpi_settings(os.environ).items():
         os.environ.setdefault(name, value)
     from mpi4py import MPI
 
@@ -293,7 +310,15 @@ def launch(job, algorithm, origin=None):
     except UserError as error:
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
     except Terminated:
-        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] terminated by SIGTERM\n", EXIT_TERMINATED)
+        # every rank is sent SIGTERM when the job is torn down (after another
+        # rank failed, or by the user): one line says so, not one per rank
+        # When the job is torn down (another rank failed, or the user ended
+        # it) every rank gets SIGTERM: rank 0 says so at once, the others only
+        # if still alive a second later (mpiexec kills torn-down ranks before
+        # that), so a failure reads as its cause plus at most one line.
+        if MPI.COMM_WORLD.Get_rank() != 0:
+            time.sleep(SIGTERM_QUIET_SECONDS)
+        _abort(MPI.COMM_WORLD, f"paracel: [{tag}] stopped by SIGTERM\n", EXIT_TERMINATED)
     except KeyboardInterrupt:
         _abort(MPI.COMM_WORLD, f"paracel: [{tag}] interrupted\n", EXIT_INTERRUPTED)
     except BaseException:
@@ -330,7 +355,8 @@ def _run_role(topology, job, algorithm, origin):
                            start=origin.manifest["clock"] if folder else 0)
     ring = Ring(topology.num_servers)
     if worker is None:
-        server = Server(topology.ps, topology.index, topology.num_workers)
+        server = Server(topology.ps, topology.index, topology.num_workers,
+                        job.request_timeout)
         if folder:
             server.store.table = checkpoint.load_shard(folder, origin.manifest, topology.index,
                                                        ring)
@@ -348,9 +374,10 @@ def _run_role(topology, job, algorithm, origin):
 
 def _abort(world, message, code):
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # being torn down is no news now
-    sys.stderr.write(message)
-    sys.stderr.flush()
-    time.sleep(0.2)  # let the message reach mpiexec before the job is torn down
+    if message:
+        sys.stderr.write(message)
+        sys.stderr.flush()
+        time.sleep(0.2)  # let the message reach mpiexec before the job is torn down
     world.Abort(code)
 
 
@@ -379,10 +406,17 @@ def main(argv=None):
         check_size(processes, job.servers)
         origin = plan_checkpoints(job, algorithm, args, processes - job.servers)
     except UserError as error:
+        # Under mpiexec every rank checks the job. Rank 0 reports at once;
+        # another rank reports only if still alive a second later: when rank
+        # 0 failed too (a bad job file), mpiexec has ended the job by then,
+        # so the message appears once, and an error only one rank saw (a
+        # module that fails to import there) is still shown.
         if world_rank() == 0:
             print(f"paracel: error: {error}", file=sys.stderr, flush=True)
-        elif size is not None:
-            time.sleep(1.0)  # let rank 0's message out before mpiexec reaps the job
+        else:
+            time.sleep(1.0)
+            print(f"paracel: error: [rank {world_rank()}] {error}", file=sys.stderr,
+                  flush=True)
         return EXIT_USER_ERROR
     if size is None:
         chosen = ["--resume-from", origin.folder] if origin and origin.folder else []

@@ -259,39 +259,6 @@ def encode(value, raw):
     raise Unstorable(value)
 
 
-def check(value):
-    """Raise :class:`Unstorable` unless a checkpoint can store ``value``
-    (what :func:`encode` accepts), without encoding it: cheap enough for
-    every result of a user's update function."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return
-    if kind is tuple or kind is list or kind is dict:
-        for where, item in _parts(value):
-            try:
-                check(item)
-            except Unstorable as error:
-                error.where.insert(0, f"[{where!r}]")
-                raise
-        return
-    if isinstance(value, (np.ndarray, np.generic)):
-        if value.dtype.hasobject:
-            raise Unstorable(value)
-        return
-    if not (_is_sparse(value) or isinstance(value, _BASES)):
-        raise Unstorable(value)
-
-
-def _parts(container):
-    """``(index or key, item)`` of a container's items (a dict's keys too)."""
-    if type(container) is not dict:
-        return enumerate(container)
-    return ((key, part) for key, item in container.items() for part in (key, item))
-
-
-_SCALARS = frozenset((type(None), bool, int, float, complex, str, bytes))
-
-
 def _is_sparse(value):
     if not type(value).__module__.startswith("scipy.sparse"):
         return False

@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from paracel.waiting import Backoff
+from paracel.waiting import wait_request
+from paracel.watch import CLOCK, RUNNING, Watch
 
 FINISHED = 2 ** 62
 
@@ -116,15 +117,20 @@ class ClockTable:
         self.clock = start
         self.slowest = start
         self.wait_seconds = 0.0
-        size = num_workers * 8 if comm.Get_rank() == host else 0
+        self.comm = comm
+        # slots: one clock per worker, then each worker's wait label (3 int64)
+        size = num_workers * 8 * 4 if comm.Get_rank() == host else 0
+        wait_request(comm.Ibarrier())  # arrive together: Allocate's own wait may spin
         self.win = MPI.Win.Allocate(size, 8, comm=comm)
         if comm.Get_rank() == host:
-            np.frombuffer(self.win.tomemory(), dtype=np.int64)[:] = start
-        comm.Barrier()
+            slots = np.frombuffer(self.win.tomemory(), dtype=np.int64)
+            slots[:num_workers], slots[num_workers:] = start, 0
+        wait_request(comm.Ibarrier())
         if worker is not None:
             self.win.Lock_all(MPI.MODE_NOCHECK)
         self._slots = np.zeros(num_workers, dtype=np.int64)
         self._one = np.zeros(1, dtype=np.int64)
+        self.watch = Watch(self)
 
     def commit(self):
         """Advance this worker's clock, then wait as the rule says.
@@ -138,9 +144,9 @@ class ClockTable:
         self._set(self.clock)
         if self.staleness is not None:
             start = time.perf_counter()
-            backoff = Backoff(max_sleep=CLOCK_MAX_SLEEP)
-            while not may_proceed(self.clock, self._read_slowest(), self.staleness):
-                backoff.pause()
+            self.watch.wait(lambda: may_proceed(self.clock, self._read_slowest(),
+                                                self.staleness),
+                            (CLOCK, 0, self.clock), max_sleep=CLOCK_MAX_SLEEP)
             self.wait_seconds += time.perf_counter() - start
         return self.clock
 
@@ -153,10 +159,35 @@ class ClockTable:
         self._set(FINISHED)
 
     def free(self):
-        """Release the window (collective)."""
+        """Release the window (collective). Ranks first meet in a barrier that
+        sleeps while it waits: ``MPI_Win_free`` itself waits for the others
+        in a busy loop, which would spin a core for as long as a worker that
+        finished early waits for the rest of the job."""
         if self.worker is not None:
             self.win.Unlock_all()
+        wait_request(self.comm.Ibarrier())
         self.win.Free()
+
+    def publish(self, label):
+        """Show this worker's wait label ``(kind, number, clock)`` to the
+        others (``None``: not waiting); see :mod:`paracel.watch`."""
+        MPI = self._mpi
+        mine = np.array(label or (RUNNING, 0, 0), dtype=np.int64)
+        self.win.Accumulate([mine, MPI.INT64_T], self.host,
+                            target=(self.num_workers + 3 * self.worker, 3, MPI.INT64_T),
+                            op=MPI.REPLACE)
+        self.win.Flush(self.host)
+
+    def snapshot(self):
+        """``(finished, labels)``: whether each worker has finished, and each
+        worker's published wait label."""
+        MPI = self._mpi
+        n = self.num_workers
+        slots = np.zeros(4 * n, dtype=np.int64)
+        self.win.Get_accumulate([slots, MPI.INT64_T], [slots, MPI.INT64_T], self.host,
+                                target=(0, 4 * n, MPI.INT64_T), op=MPI.NO_OP)
+        self.win.Flush(self.host)
+        return (slots[:n] == FINISHED).tolist(), slots[n:].reshape(n, 3).tolist()
 
     def _set(self, value):
         MPI = self._mpi

@@ -110,7 +110,8 @@ def bcast_json(comm, value):
     import numpy as np
 
     root = comm.Get_rank() == 0
-    data = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8) if root else None
+    data = np.frombuffer(bytearray(json.dumps(value).encode()), dtype=np.uint8) if root \
+        else None  # writable: a broadcast buffer is the receive buffer too
     size = np.array([data.size if root else 0], dtype=np.int64)
     wait_request(comm.Ibcast(size, root=0))
     if not root:

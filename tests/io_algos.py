@@ -108,3 +108,20 @@ class LoadShares(paracel.Algorithm):
         else:
             sp.save_npz(out + ".npz", self.load_mtx().tocsr())
         return {}
+
+
+class GrowingInput(paracel.Algorithm):
+    """The input grows once the job has started (worker ``grower`` appends to
+    it before loading): every worker must still read exactly the lines that
+    were there at the start, each once."""
+
+    parameters = {"grower": paracel.Param(int, 1, "the worker that appends")}
+
+    def solve(self):
+        if self.worker_id == self.grower:
+            with open(self.input_files[0], "a", encoding="utf-8") as handle:
+                handle.write("".join(f"late {i}\n" for i in range(5000)))
+        self.sync()
+        lines = self.load_lines()
+        everyone = self.comm.allgather(lines)
+        return {"lines": [line for share in everyone for line in share]}

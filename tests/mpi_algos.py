@@ -308,3 +308,112 @@ class CachedMatrix(paracel.Algorithm):
         for peer in range(n):
             assert floor <= values[peer, 0] <= self.clocks, (peer, floor, values[peer])
         assert values[n, 0] >= pushed + floor * (n - 1), (values[n], pushed, floor)
+
+
+class SyncedReads(paracel.Algorithm):
+    """``sync()`` makes every update before it visible, also through the cache.
+
+    Each round: read a counter and a matrix, ``sync()``, every worker adds 1
+    to both, ``sync()``, read again: the counter must have grown by exactly
+    the number of workers, and ``to_numpy()`` (which always reads the
+    servers) likewise, whatever the staleness and whether reads are cached.
+    """
+
+    parameters = {"rounds": paracel.Param(int, 5, "how many rounds")}
+
+    def solve(self):
+        n = self.num_workers
+        W = self.matrix("W", (4, 2), block_rows=2)
+        self.write("c", 0.0) if self.worker_id == 0 else None
+        self.sync()
+        for round_ in range(self.rounds):
+            before, rows_before = self.read("c"), W.pull([0, 3])
+            self.sync()
+            self.update("c", 1.0, "add")
+            W.push([0, 3], np.ones((2, 2)))
+            self.sync()
+            assert self.read("c") == before + n, (round_, before, self.read("c"))
+            assert np.all(W.pull([0, 3]) == rows_before + n), (round_, W.pull([0, 3]))
+            assert np.all(W.to_numpy()[[0, 3]] == rows_before + n), (round_, W.to_numpy())
+            self.iter_commit()
+        return {"c": self.read("c")}
+
+
+class EarlyFinish(paracel.Algorithm):
+    """Worker ``early`` finishes at once while the others work ``seconds``
+    more; at its process's exit it writes how much CPU it used after
+    ``solve()`` returned (``idle_cpu.txt``): waiting for the rest of the job
+    must cost next to nothing."""
+
+    parameters = {"seconds": paracel.Param(float, 3.0, "how long the others work"),
+                  "early": paracel.Param(int, 1, "the worker that finishes at once")}
+
+    def solve(self):
+        if self.worker_id == self.early:
+            import atexit
+
+            start, path = time.process_time(), os.path.join(self.output, "idle_cpu.txt")
+            atexit.register(lambda: open(path, "w").write(str(time.process_time() - start)))
+            return {}
+        time.sleep(self.seconds)
+        return {}
+
+
+@paracel.update_function("never_returns")
+def never_returns(old, delta):
+    """An update function stuck in an endless loop."""
+    while True:
+        pass
+
+
+class Hangs(paracel.Algorithm):
+    """Ways a job could wait forever; each must end in a message instead.
+
+    ``how``: ``"sync"`` (worker 1 calls ``sync()`` while the others call
+    ``iter_commit()``), ``"leave"`` (worker 1 leaves ``solve()`` after 2 of
+    ``clocks`` clocks, with checkpoints on), ``"update"`` (an update function
+    that never returns).
+    """
+
+    parameters = {"how": paracel.Param(str, "sync", "which hang"),
+                  "clocks": paracel.Param(int, 6, "clocks of the others")}
+
+    def solve(self):
+        if self.how == "update":
+            self.bupdate("k", 1.0, "never_returns")
+        for _ in range(self.clocks):
+            if self.worker_id == 1 and self.how == "sync":
+                self.sync()
+            elif self.worker_id == 1 and self.how == "leave" and self.clock == 2:
+                return {}
+            else:
+                self.update("k", 1.0, "add")
+                self.iter_commit()
+        return {}
+
+    def state(self):
+        return {}
+
+    def restore(self, state):
+        pass
+
+
+class HugeArray(paracel.Algorithm):
+    """One array of more than 2**31 - 1 elements written to a server and read
+    back whole (it travels in pieces; MPI counts are C ints)."""
+
+    parameters = {"elements": paracel.Param(int, 2 ** 31 + 7, "array length")}
+
+    def solve(self):
+        if self.worker_id != 0:
+            return {}
+        big = np.zeros(self.elements, dtype=np.int8)
+        big[::4096] = 1
+        big[-5:] = [1, 2, 3, 4, 5]
+        self.write("big", big)
+        del big
+        back = self.read("big")
+        ones = -(-self.elements // 4096)  # where 1s were put
+        same = (back.shape == (self.elements,) and bool((back[::4096] == 1).all())
+                and np.count_nonzero(back) == ones + 5)
+        return {"same": same, "tail": back[-5:].tolist()}

@@ -113,3 +113,25 @@ def test_output_of_another_job_is_protected(tmp_path):
     assert code == 0, err
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]["params"][
         "topk"] == 1
+
+
+def test_single_host_ranks_use_shared_memory_only():
+    from paracel.run import open_mpi_settings
+
+    alone = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "16"}
+    assert open_mpi_settings(alone)["OMPI_MCA_btl"] == "self,sm"
+    spread = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "8"}
+    assert "OMPI_MCA_btl" not in open_mpi_settings(spread)
+
+
+@pytest.mark.parametrize("key", ["output", "checkpoint"])
+def test_an_output_or_checkpoint_folder_naming_a_file_is_refused_before_launch(tmp_path, key):
+    (tmp_path / "taken").write_text("a file")
+    folder = str(tmp_path / "taken" / "sub") if key == "checkpoint" else str(tmp_path / "taken")
+    value = {"dir": folder} if key == "checkpoint" else folder
+    path = write_job(tmp_path, algorithm="wc", input=str(tmp_path / "taken"), **{key: value})
+    code, out, err, seconds = paracel_run(path)
+    assert code == 2, err
+    assert f"{key}{'.dir' if key == 'checkpoint' else ''}: {tmp_path / 'taken'} is a file, " \
+           "not a folder" in err
+    assert "Traceback" not in err

@@ -178,3 +178,51 @@ def test_byte_order_mark_is_dropped_from_first_line_only(tmp_path):
     path = _write(tmp_path, "bom.txt", "\ufefffirst\n\ufeffsecond\n")
     for parts in PARTS:
         assert _union([path], parts) == ["first", "\ufeffsecond"]
+
+
+@pytest.fixture
+def agreed():
+    """Agreed sizes set by a test are forgotten after it."""
+    from paracel.io import lines
+
+    yield lines.agree_sizes
+    lines._SIZES.clear()
+
+
+@pytest.mark.parametrize("parts", PARTS)
+def test_a_growing_file_is_read_up_to_its_agreed_size(tmp_path, agreed, parts):
+    path = _write(tmp_path, "grows.txt", "".join(f"line {i}\n" for i in range(50)) + "half")
+    before = _expected([path])
+    agreed({path: len(open(path, "rb").read())})
+    with open(path, "a", encoding="utf-8") as handle:  # appended once sizes were agreed
+        handle.write(" and more\n" + "".join(f"late {i}\n" for i in range(30)))
+    assert _union([path], parts) == before
+
+
+def test_libsvm_share_of_a_growing_file_stops_at_its_agreed_size(tmp_path, agreed):
+    from paracel.io.libsvm import read_share
+
+    path = _write(tmp_path, "grows.svm", "".join(f"1 {i + 1}:1\n" for i in range(40)))
+    agreed({path: len(open(path, "rb").read())})
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write("".join(f"0 {i + 1}:2\n" for i in range(40)))
+    labels = [read_share([path], part, 3)[0] for part in range(3)]
+    assert sum(len(part) for part in labels) == 40
+    assert all((part == 1).all() for part in labels)
+
+
+def test_a_file_that_shrank_below_its_agreed_size_is_an_error(tmp_path, agreed):
+    path = _write(tmp_path, "shrinks.txt", "".join(f"line {i}\n" for i in range(50)))
+    agreed({path: len(open(path, "rb").read())})
+    _write(tmp_path, "shrinks.txt", "line 0\n")
+    with pytest.raises(DataError, match=r"shrinks.txt: the file shrank from 390 to 7 bytes"):
+        _union([path], 2)
+
+
+def test_an_overlong_line_is_refused_naming_file_and_line(tmp_path, monkeypatch):
+    from paracel.io import lines
+
+    monkeypatch.setattr(lines, "MAX_LINE_BYTES", 1 << 20)
+    path = _write(tmp_path, "long.txt", "short\n" + "x" * (3 << 20) + "\nshort\n")
+    with pytest.raises(DataError, match=r"long.txt:2: the line is longer than 1 MiB"):
+        _union([path], 1)

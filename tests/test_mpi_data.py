@@ -149,3 +149,19 @@ def test_graph_and_ratings_through_the_algorithm_api(run_job, tmp_path, kind):
     load = graph.load_graph if kind == "graph" else graph.load_ratings
     reference = load([str(path)], None, 0, 1).matrix()
     assert (total != reference).nnz == 0
+
+
+def test_input_growing_during_the_job_is_read_as_it_was_at_the_start(run_job, tmp_path):
+    text = "".join(f"line {i}\n" for i in range(3000))
+    (tmp_path / "in.txt").write_text(text, encoding="utf-8")
+    result = run_job("io_algos:GrowingInput", processes=4, servers=1,
+                     input=str(tmp_path / "in.txt"))
+    assert_ok(result)
+    assert result.metrics["metrics"]["lines"] == text.splitlines()
+
+
+def test_an_array_of_more_than_2_31_elements_travels_whole(run_job):
+    result = run_job("mpi_algos:HugeArray", processes=3, servers=1, modules=["mpi_algos"],
+                     timeout=240)
+    assert_ok(result)
+    assert result.metrics["metrics"] == {"same": True, "tail": [1, 2, 3, 4, 5]}

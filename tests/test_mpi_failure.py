@@ -4,18 +4,26 @@ Within 20 s, non-zero, with the failing rank's role and id heading its
 traceback; a user error is one line and exit 2.
 """
 
+import os
+
 import pytest
+
+from conftest import HERE
 
 pytestmark = pytest.mark.mpi
 
+TEXT = os.path.join(os.path.dirname(HERE), "data", "text")
+
 
 def test_worker_exception_ends_job(run_job):
-    result = run_job("mpi_algos:Raises", processes=4, servers=1, params={"who": 1},
+    result = run_job("mpi_algos:Raises", processes=6, servers=1, params={"who": 1},
                      timeout=60)
     assert result.returncode != 0
     assert result.seconds < 20
-    assert "[worker 1] failed" in result.stderr
+    assert result.stderr.count("[worker 1] failed") == 1
     assert "RuntimeError: worker raised on purpose" in result.stderr
+    # the cause once, then at most one line that the job was stopped
+    assert result.stderr.count("SIGTERM") <= 1, result.stderr
 
 
 def test_server_exception_ends_job(run_job):
@@ -46,3 +54,18 @@ def test_misfit_updates_and_bad_keys_are_user_errors(run_job, misfit, message):
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_error_only_one_rank_sees_before_launch_is_shown(run_job):
+    result = run_job("wc", processes=4, servers=1, modules=["rank_bomb"], timeout=60,
+                     input=TEXT)
+    assert result.returncode != 0
+    assert result.seconds < 20
+    assert "[rank 2] modules[0]: importing module 'rank_bomb' failed" in result.stderr, \
+        result.stderr[-3000:]
+
+
+def test_an_error_every_rank_sees_before_launch_is_shown_once(run_job):
+    result = run_job("wc", processes=4, servers=1, params={"topk": 0}, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.count("params.topk: 0 is below the minimum 1") == 1, result.stderr

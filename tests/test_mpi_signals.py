@@ -71,7 +71,7 @@ def test_a_killed_rank_ends_the_job(tmp_path, rank, role, sig):
     assert seconds < 20
     if sig == signal.SIGTERM:
         index = rank if role == "worker" else rank - 3
-        assert f"[{role} {index}] terminated by SIGTERM" in err
+        assert f"[{role} {index}] stopped by SIGTERM" in err
     else:
         assert f"rank {rank}" in err and "signal 9" in err
     time.sleep(0.5)
@@ -86,3 +86,39 @@ def test_ctrl_c_ends_the_job_with_130(tmp_path):
     assert seconds < 20
     time.sleep(0.5)
     assert not [pid for pid in pids.values() if alive(pid)]
+
+
+def listening_inodes():
+    """Socket inodes in the LISTEN state (TCP over IPv4 and IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            for line in list(handle)[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # TCP_LISTEN
+                    inodes.add(fields[9])
+    return inodes
+
+
+def socket_inodes(pid):
+    """Inodes of the sockets process ``pid`` has open."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def test_no_rank_of_a_single_host_job_listens_on_the_network(tmp_path):
+    process, pids = start(tmp_path)
+    try:
+        listening = listening_inodes()
+        for rank, pid in pids.items():
+            assert not socket_inodes(pid) & listening, f"rank {rank} listens on a TCP port"
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        finish(process)

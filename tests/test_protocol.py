@@ -404,3 +404,22 @@ def test_modules_import_without_mpi():
 
 def test_protocol_module_has_no_mpi_import():
     assert not hasattr(protocol, "MPI")
+
+
+def test_headers_are_decoded_as_plain_data_only():
+    import os
+    import pickle
+
+    from paracel.protocol import FENCE, decode_header
+
+    header = ("update", [("w", 3), np.int64(7), "k"], "add", True,
+              ([("s", 1 + 2j), ("s", None), ("a", "<f8", (2,), b"\0" * 16)], 0))
+    assert decode_header(pickle.dumps(header, pickle.HIGHEST_PROTOCOL)) == header
+    assert decode_header(FENCE)[0] == "fence"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(pickle.UnpicklingError, match="may not build posix.system"):
+        decode_header(pickle.dumps(("read", [Evil()], None, False, ((), 0))))

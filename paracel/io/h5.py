@@ -82,36 +82,94 @@ def _save_one(handle, matrix):
         target = handle.create_dataset(matrix.name, shape=matrix.shape, dtype=matrix.dtype)
         for block in range(matrix.num_blocks):
             start, stop = matrix.block_range(block)
-            target[start:stop] = matrix.client.read(matrix.block_key(block))
+            # from the servers, never a worker's cached copy
+            target[start:stop] = matrix.client.read_multi([matrix.block_key(block)],
+                                                          fresh=True)[0]
     target.attrs["shape"] = matrix.shape
     target.attrs["block_rows"] = matrix.block_rows
     target.attrs["sparse"] = matrix.sparse
 
 
 def matrix_info(path, name):
-    """``(shape, dtype, sparse)`` of the matrix ``name`` stored in ``path``."""
+    """``(shape, dtype, sparse)`` of the matrix ``name`` stored in ``path``,
+    taken from the data itself and checked, so that a file this project did
+    not write fails with a message naming the file and dataset.
+    """
     with _open(path) as handle:
         if name not in handle:
             raise DataError(f"{path}: no matrix {name!r}; it holds "
                             f"{', '.join(sorted(handle)) or 'nothing'}")
         node = handle[name]
-        sparse = bool(node.attrs.get("sparse", False))
-        dtype = node["data"].dtype if sparse else node.dtype
-        return tuple(int(n) for n in node.attrs["shape"]), np.dtype(dtype), sparse
+        where = f"{path}: matrix {name!r}"
+        if bool(node.attrs.get("sparse", False)):
+            return _sparse_info(node, where)
+        if not hasattr(node, "dtype"):
+            raise DataError(f"{where} is a group, not a dataset of numbers")
+        _check_numeric(node.dtype, where)
+        if node.ndim not in (1, 2):
+            raise DataError(f"{where} has {node.ndim} dimensions; a matrix has 1 or 2")
+        stated = node.attrs.get("shape")
+        if stated is not None and tuple(int(n) for n in stated) != node.shape:
+            raise DataError(f"{where}: its shape attribute says {tuple(int(n) for n in stated)}, "
+                            f"the data has shape {node.shape}")
+        return tuple(node.shape), np.dtype(node.dtype), False
+
+
+def _sparse_info(node, where):
+    """Shape and dtype of a csr matrix stored as a group, its parts checked."""
+    parts = ("data", "indices", "indptr")
+    missing = [part for part in parts if part not in node]
+    if missing or "shape" not in node.attrs:
+        raise DataError(f"{where}: a sparse matrix needs datasets data, indices, indptr "
+                        f"and a shape attribute; missing {', '.join(missing) or 'shape'}")
+    shape = tuple(int(n) for n in node.attrs["shape"])
+    data, indices, indptr = (node[part] for part in parts)
+    _check_numeric(data.dtype, where)
+    if (len(shape) != 2 or indptr.shape != (shape[0] + 1,)
+            or indices.shape != data.shape or indptr[-1] != data.shape[0]):
+        raise DataError(f"{where}: data, indices and indptr do not make a csr matrix "
+                        f"of shape {shape}")
+    return shape, np.dtype(data.dtype), True
+
+
+def _check_numeric(dtype, where):
+    if np.dtype(dtype).kind not in "biufc":
+        raise DataError(f"{where} holds {np.dtype(dtype)} values, not numbers")
 
 
 def load_blocks(path, matrix, blocks):
-    """Write ``blocks`` of ``matrix`` from the model file into the servers."""
+    """Write ``blocks`` of ``matrix`` from the model file into the servers,
+    as ``matrix.dtype`` (the file's values must convert to it without loss)
+    and finite (a NaN or infinite weight is refused, naming where)."""
     with _open(path) as handle:
         node = handle[matrix.name]
+        where = f"{path}: matrix {matrix.name!r}"
         if matrix.sparse:
             import scipy.sparse
 
-            whole = scipy.sparse.csr_matrix(
-                (node["data"][...], node["indices"][...], node["indptr"][...]),
-                shape=matrix.shape)
+            data = _checked(node["data"][...], matrix.dtype, where, 0)
+            whole = scipy.sparse.csr_matrix((data, node["indices"][...], node["indptr"][...]),
+                                            shape=matrix.shape)
             matrix.assign(whole, blocks)
             return
-        matrix.client.write_multi({
-            matrix.block_key(block): node[slice(*matrix.block_range(block))]
-            for block in blocks})
+        values = {}
+        for block in blocks:
+            start, stop = matrix.block_range(block)
+            values[matrix.block_key(block)] = _checked(node[start:stop], matrix.dtype,
+                                                       where, start)
+        matrix.client.write_multi(values)
+
+
+def _checked(values, dtype, where, first_row):
+    """``values`` as ``dtype``, refusing a lossy conversion and non-finite numbers."""
+    if not np.can_cast(values.dtype, dtype, "safe"):
+        raise DataError(f"{where} holds {values.dtype} values, which do not convert to "
+                        f"{np.dtype(dtype)} without loss")
+    values = values.astype(dtype, copy=False)
+    if values.dtype.kind in "fc":
+        bad = np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1)
+                             if values.ndim else ~np.isfinite(values))
+        if bad.size:
+            raise DataError(f"{where}: row {first_row + int(bad[0])} holds a NaN or "
+                            "infinite value")
+    return values

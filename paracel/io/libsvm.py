@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from paracel.errors import DataError
-from paracel.io.lines import byte_ranges, line_number
+from paracel.io.lines import byte_ranges, file_size, line_number, open_agreed
 
 
 def parse(data, path="<bytes>", base_offset=0, skip=False):
@@ -165,10 +165,15 @@ def read_share(files, part, parts, skip=False):
     """
     labels, indptrs, indices, values, skipped = [], [], [], [], 0
     for path, start, end in _aligned(files, part, parts):
-        with open(path, "rb") as handle:
-            handle.seek(start)
-            data = handle.read(end - start)
-        parsed = parse(data, path, start, skip)
+        try:
+            with open_agreed(path) as handle:
+                handle.seek(start)
+                data = handle.read(end - start)
+            parsed = parse(data, path, start, skip)
+        except MemoryError:
+            raise DataError(f"{path}:{line_number(path, start)}: out of memory parsing this "
+                            f"worker's {end - start} bytes from this line on; use more "
+                            "workers") from None
         labels.append(parsed[0])
         indptrs.append(parsed[1])
         indices.append(parsed[2])
@@ -184,14 +189,16 @@ def _aligned(files, part, parts):
 
 
 def _line_start(path, offset):
-    """The first line start at or after ``offset``."""
-    if offset == 0:
-        return 0
-    with open(path, "rb") as handle:
+    """The first line start at or after ``offset`` (at most the file's agreed
+    size: what was appended after it is not read)."""
+    size = file_size(path)
+    if offset == 0 or offset >= size:
+        return min(offset, size)
+    with open_agreed(path) as handle:
         handle.seek(offset - 1)
         if handle.read(1) == b"\n":
             return offset
-        handle.readline()
+        handle.readline(size - offset)
         return handle.tell()
 
 

@@ -7,6 +7,12 @@ that straddles its end), so no rank reads the whole input, every line is read
 by exactly one worker, and ranges never split a multi-byte UTF-8 character
 (cuts are moved to line starts). Windows line ends are accepted, and a
 UTF-8 byte-order mark at the start of a file is dropped.
+
+Every worker must cut the same ranges, so a file's size is measured once per
+job and agreed (:func:`agree_sizes`, done for the job's input before
+``solve()`` runs): a file that grows while the job runs is read only up to
+its agreed size (a last line still being written counts as it was then), and
+one that shrank below it is an error rather than lost lines.
 """
 
 import os
@@ -14,6 +20,37 @@ import os
 from paracel.errors import DataError
 
 BOM = "\ufeff"
+
+#: The longest line a loader takes: longer ones are refused, naming file and
+#: line, before they exhaust memory (no text format here needs more).
+MAX_LINE_BYTES = 1 << 29
+
+#: Agreed sizes of input files (absolute path → bytes) for this process.
+_SIZES = {}
+
+
+def agree_sizes(sizes):
+    """Fix the sizes of files for the rest of this process (``{path: bytes}``,
+    the same on every worker): ranges are cut and reads stop by them."""
+    _SIZES.update({os.path.abspath(path): int(size) for path, size in sizes.items()})
+
+
+def file_size(path):
+    """The agreed size of ``path``, or its size now if none was agreed."""
+    size = _SIZES.get(os.path.abspath(path))
+    return os.path.getsize(path) if size is None else size
+
+
+def open_agreed(path):
+    """Open ``path`` for binary reading; a file now shorter than its agreed
+    size is a DataError (its lines would be lost)."""
+    handle = open(path, "rb")
+    size, now = file_size(path), os.fstat(handle.fileno()).st_size
+    if now < size:
+        handle.close()
+        raise DataError(f"{path}: the file shrank from {size} to {now} bytes while the "
+                        "job was reading it")
+    return handle
 
 
 def byte_ranges(files, parts):
@@ -25,7 +62,7 @@ def byte_ranges(files, parts):
         For each part, the ``(path, start, end)`` pieces it covers; a line
         whose first byte is in ``[start, end)`` belongs to that part.
     """
-    sizes = [os.path.getsize(path) for path in files]
+    sizes = [file_size(path) for path in files]
     total = sum(sizes)
     bounds = [total * part // parts for part in range(parts + 1)]
     ranges = []
@@ -54,16 +91,20 @@ def iter_lines(files, part, parts):
 def lines_between(path, start, end):
     """Yield ``(path, offset, line)`` for the lines of ``path`` whose first byte
     lies in ``[start, end)``."""
-    with open(path, "rb") as handle:
+    size = file_size(path)
+    with open_agreed(path) as handle:
         if start > 0:
             handle.seek(start - 1)
             if handle.read(1) != b"\n":
-                handle.readline()
+                handle.readline(size - start)
         offset = handle.tell()
         while offset < end:
-            raw = handle.readline()
+            raw = handle.readline(min(size - offset, MAX_LINE_BYTES + 1))
             if not raw:
                 return
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(f"{path}:{line_number(path, offset)}: the line is longer "
+                                f"than {MAX_LINE_BYTES >> 20} MiB")
             text = _decode(raw, path, offset)
             yield path, offset, text[1:] if offset == 0 and text.startswith(BOM) else text
             offset += len(raw)

@@ -6,12 +6,11 @@ its share. Dense ("array") files are column-major and cannot be cut by lines,
 so they are read with ``scipy.io.mmread`` and sliced by rows.
 """
 
-import os
 
 import numpy as np
 
 from paracel.errors import DataError
-from paracel.io.lines import line_number, lines_between
+from paracel.io.lines import file_size, line_number, lines_between
 
 
 def header(path):
@@ -62,7 +61,7 @@ def load(path, part, parts):
 
 
 def _entries(path, start, part, parts, field):
-    size = os.path.getsize(path) - start
+    size = file_size(path) - start
     low, high = start + size * part // parts, start + size * (part + 1) // parts
     rows, cols, values = [], [], []
     for _, offset, text in lines_between(path, low, high):

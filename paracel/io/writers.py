@@ -2,13 +2,15 @@
 
 Each worker writes ``OUTPUT/<prefix><worker_id>``, one ``key\\tvalue`` line per
 item, vectors joined by a separator; :func:`merge` concatenates those files in
-worker order into one. Files are written under a temporary name and renamed,
-so a file that exists is complete.
+worker order into one. Files are written whole
+(:func:`paracel.io.outputs.atomic_file`), so a file that exists is complete.
 """
 
 import os
 
 import numpy as np
+
+from paracel.io.outputs import atomic_file
 
 
 def format_value(value, sep=","):
@@ -34,25 +36,22 @@ def dump_lines(output, prefix, worker_id, items, sep=","):
         The file written.
     """
     items = items.items() if isinstance(items, dict) else items
-    path = os.path.join(output, f"{prefix}{worker_id}")
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+    name = f"{prefix}{worker_id}"
+    with atomic_file(output, name) as handle:
         for key, value in items:
             handle.write(f"{key}\t{format_value(value, sep)}\n")
-    os.replace(path + ".tmp", path)
-    return path
+    return os.path.join(output, name)
 
 
 def merge(output, prefix, parts, name, remove=False):
     """Concatenate ``<prefix>0 .. <prefix><parts-1>`` into ``OUTPUT/<name>``."""
-    target = os.path.join(output, name)
-    with open(target + ".tmp", "wb") as out:
+    with atomic_file(output, name, "wb") as out:
         for part in range(parts):
             piece = os.path.join(output, f"{prefix}{part}")
             with open(piece, "rb") as handle:
                 while chunk := handle.read(1 << 20):
                     out.write(chunk)
-    os.replace(target + ".tmp", target)
     if remove:
         for part in range(parts):
             os.remove(os.path.join(output, f"{prefix}{part}"))
-    return target
+    return os.path.join(output, name)

@@ -15,8 +15,10 @@ the loop probes and backs off with :class:`paracel.waiting.Backoff`, so an
 idle server costs almost nothing on an oversubscribed machine.
 """
 
+import contextlib
 import logging
 import os
+import signal
 import time
 
 import numpy as np
@@ -24,7 +26,7 @@ from mpi4py import MPI
 
 from paracel import protocol
 from paracel.server import checkpoint
-from paracel.server.store import MISSING, Store
+from paracel.server.store import MISSING, Expired, Store
 from paracel.waiting import Backoff, wait_request
 
 log = logging.getLogger("paracel.server")
@@ -45,10 +47,14 @@ class Server:
         This server's index among the servers.
     num_workers : int
         How many ``done`` messages end the loop.
+    request_timeout : float, optional
+        Seconds an update function may run before the job is stopped (a
+        function that never returns would otherwise hang every rank).
     """
 
-    def __init__(self, comm, server_id, num_workers):
+    def __init__(self, comm, server_id, num_workers, request_timeout=None):
         self.comm = comm
+        self.request_timeout = request_timeout
         self.server_id = server_id
         self.num_workers = num_workers
         self.store = Store()
@@ -67,6 +73,8 @@ class Server:
 
     def serve(self):
         """Answer requests until all workers have said ``done``."""
+        if self.request_timeout:
+            signal.signal(signal.SIGALRM, self._expire)
         backoff = Backoff()
         status = MPI.Status()
         while len(self.finished) < self.num_workers:
@@ -74,16 +82,17 @@ class Server:
             if message is None:
                 backoff.pause()
                 continue
-            self._handle(message, status.Get_source())
+            self._handle(message, status)
             backoff.reset()
         wait_request(self.outbox)
         log.debug("served %d requests, %d keys, %d bytes held",
                   self.requests, len(self.store.table), self.store.nbytes())
 
-    def _handle(self, message, source):
+    def _handle(self, message, status):
         """Apply one request, then send the ack it asked for."""
         start = time.perf_counter()
-        op, keys, arg, ack, payload = message.recv()
+        source = status.Get_source()
+        op, keys, arg, ack, payload = protocol.recv_header(message, status)
         self._handlers[op](source, keys, arg, payload)
         if ack:
             self._ack(source)
@@ -139,10 +148,29 @@ class Server:
 
     def _update(self, source, keys, fn_name, payload):
         scratch = self._scratch(keys, fn_name) if payload[1] else None
-        errors = self.store.update(fn_name, keys, self._values(source, payload, scratch))
+        values = self._values(source, payload, scratch)
+        with self._watchdog():
+            errors = self.store.update(fn_name, keys, values)
         self._release(scratch)
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
+
+    @contextlib.contextmanager
+    def _watchdog(self):
+        """Raise :class:`Expired` into the update functions if they run past
+        ``request_timeout`` (a real-time alarm, disarmed when they return)."""
+        if not self.request_timeout:
+            yield
+            return
+        signal.setitimer(signal.ITIMER_REAL, self.request_timeout)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _expire(self, signum, frame):
+        raise Expired(f"did not return within {self.request_timeout:g} s "
+                      "(job key request_timeout)")
 
     def _scratch(self, keys, fn_name):
         """Reusable receive buffers for deltas folded in place into existing

@@ -9,11 +9,17 @@ import traceback
 
 import numpy as np
 
-from paracel import snapshot
+from paracel import protocol
 from paracel.errors import UserError
 from paracel.server import updates
 
 MISSING = ("@missing",)
+
+
+class Expired(BaseException):
+    """Raised into an update function that ran past the server's limit (a
+    BaseException so the function cannot swallow it); its text says how long
+    the limit is."""
 
 
 class Store:
@@ -41,18 +47,18 @@ class Store:
             :class:`paracel.errors.UserError` (a delta that does not fit the
             stored block, say) gives its message; anything else the traceback.
             The other keys are updated all the same, and a failed key keeps
-            its old value. A user's function that returns a value a
-            checkpoint could not store fails too (here, not at the next
-            checkpoint hours later); the built-ins return only such values.
+            its old value.
         """
         fn = updates.lookup(fn_name)
-        checked = fn.__module__ != updates.__name__
+        check = not updates.is_builtin(fn)  # a user's function may return anything
         errors = []
         for key, delta in zip(keys, deltas):
             try:
                 new = fn(self.table.get(key), delta)
-                if checked and new is not None:
-                    _check_result(new)
+                if check and new is not None:
+                    protocol.check_storable(new)
+            except Expired as stop:
+                raise UserError(f"update function {fn_name!r} on key {key!r} {stop}") from None
             except Exception as error:  # reported back to the worker that asked
                 errors.append(_failure(fn_name, key, error))
                 continue
@@ -96,14 +102,6 @@ def _nbytes(value):
     if isinstance(value, (tuple, list)):
         return sum(_nbytes(item) for item in value)
     return 8
-
-
-def _check_result(value):
-    try:
-        snapshot.check(value)
-    except snapshot.Unstorable as error:
-        raise UserError(f"it returned {error} (at {error.path() or 'the top'}), which the "
-                        f"store cannot keep; it keeps {snapshot.STORABLE}") from None
 
 
 def _failure(fn_name, key, error):

@@ -64,6 +64,11 @@ def lookup(name):
                         f"{', '.join(names())}") from None
 
 
+def is_builtin(fn):
+    """Whether ``fn`` is one of the built-ins defined here."""
+    return getattr(fn, "__module__", None) == __name__
+
+
 def names():
     """Sorted names of all registered update functions."""
     return sorted(_REGISTRY)
