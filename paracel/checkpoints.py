@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 
 from paracel import snapshot
 from paracel.errors import CheckpointError, UserError
+from paracel.server.checkpoint import shard_name
 
 FORMAT = "paracel checkpoint"
 FORMAT_VERSION = 2
@@ -468,11 +469,6 @@ def file_crc32(path, size, block=8 << 20):
 def folder_name(clock):
     """The folder name of a checkpoint at ``clock``."""
     return f"ckpt-{clock:08d}"
-
-
-def shard_name(server):
-    """The file of server ``server``'s table in a checkpoint."""
-    return f"server-{server}.ckpt"
 
 
 def worker_name(worker):

@@ -20,6 +20,7 @@ import pytest
 
 from paracel import checkpoints, config, snapshot
 from paracel.errors import CheckpointError
+from paracel.server.checkpoint import shard_name
 
 
 def identity(**changes):
@@ -33,8 +34,8 @@ def make_checkpoint(directory, clock, run, job=None, servers=2, workers=2):
     """A checkpoint of ``clock`` as a run would publish it; returns its folder."""
     job = job or identity(workers=workers)
     staging = checkpoints.stage(str(directory), clock, run)
-    shards = [{"name": checkpoints.shard_name(i),
-               **snapshot.write(os.path.join(staging, checkpoints.shard_name(i)),
+    shards = [{"name": shard_name(i),
+               **snapshot.write(os.path.join(staging, shard_name(i)),
                                 [(f"k{i}", np.full(4, float(clock))), (("n", i), clock)])}
               for i in range(servers)]
     mine = []

@@ -10,8 +10,12 @@ only the values of the keys the ring now places on it (re-sharding).
 import os
 
 from paracel import snapshot
-from paracel.checkpoints import shard_name
 from paracel.errors import UserError
+
+
+def shard_name(server_id):
+    """The file of server ``server_id``'s table in a checkpoint."""
+    return f"server-{server_id}.ckpt"
 
 
 def write_shard(folder, server_id, table):
