@@ -558,14 +558,14 @@ def write(path, pairs):
     try:
         descriptor = create_exclusive(path)
     except OSError as error:
-        raise UserError(f"cannot create {path}: {error.strerror}") from None
+        raise UserError(f"checkpoint: cannot create {path}: {error.strerror}") from None
     try:
         crc, size = _write_all(descriptor, [header, index, *pieces])
         os.fsync(descriptor)
     except OSError as error:
         os.close(descriptor)
         os.unlink(path)
-        raise UserError(f"cannot write {path}: {error.strerror}") from None
+        raise UserError(f"checkpoint: cannot write {path}: {error.strerror}") from None
     os.close(descriptor)
     return {"size": size, "crc32": crc}
 

@@ -363,3 +363,16 @@ def test_model_files_are_written_without_a_predictable_temporary_name(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(["victim", "model.h5",
                                                    f"model.h5.tmp-{os.getpid()}",
                                                    "model.h5.tmp"])
+
+
+def test_the_launchers_choice_is_rechecked_on_the_ranks(two, tmp_path_factory):
+    folder, manifest = checkpoints.reopen(str(two), str(two / "ckpt-00000004"), identity())
+    assert manifest["clock"] == 4
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    with pytest.raises(CheckpointError, match="is not a checkpoint folder of"):
+        checkpoints.reopen(str(elsewhere), str(two / "ckpt-00000004"), identity())
+    with pytest.raises(CheckpointError, match="is a checkpoint of another job: seed 3 -> 5"):
+        checkpoints.reopen(str(two), str(two / "ckpt-00000004"), identity(seed=5))
+    os.remove(two / "ckpt-00000004" / "server-0.ckpt")
+    with pytest.raises(CheckpointError, match=r"is damaged \(server-0.ckpt is missing\)"):
+        checkpoints.reopen(str(two), str(two / "ckpt-00000004"), identity())

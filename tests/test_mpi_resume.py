@@ -219,3 +219,28 @@ def test_resume_refuses_other_worker_count_and_missing_checkpoint(tmp_path):
     assert code == 0, err
     code, out, err, _ = paracel(path, "--resume", "-n", "4")
     assert code == 2 and "workers 3 -> 2 (servers may change on resume, workers may not)" in err
+
+
+def test_a_full_disk_stops_the_job_with_one_line(tmp_path):
+    """A file size limit stands in for a full disk: writes fail alike (EFBIG)."""
+    path = job_file(tmp_path, "job", algorithm="ckpt_algos:BigTable", processes=3, servers=1,
+                    params={"megabytes": 32})
+    command = f"ulimit -f {16 * 1024}; exec {sys.executable} -m paracel.run {path}"
+    code, out, err, _ = run_command(["bash", "-c", command], 120, env=environment())
+    assert code == 2, err[-3000:]
+    staging = [name for name in os.listdir(tmp_path / "job-ckpt")
+               if name.startswith(checkpoints.STAGING)]
+    assert (f"paracel: error: [server 0] checkpoint: cannot write {tmp_path / 'job-ckpt'}"
+            f"/{staging[0]}/server-0.ckpt: File too large") in err
+    assert "Traceback" not in err
+    assert checkpoint_clocks(tmp_path / "job-ckpt") == []
+    assert "server-0.ckpt" not in os.listdir(tmp_path / "job-ckpt" / staging[0])
+
+
+def test_a_state_a_checkpoint_cannot_store_is_one_line(tmp_path):
+    path = job_file(tmp_path, "job", algorithm="ckpt_algos:BadState", params={})
+    code, out, err, _ = paracel(path)
+    assert code == 2, err[-3000:]
+    assert ("checkpoint of worker 0: state()['rng']['seen'] is a value of type set, which a "
+            "checkpoint cannot store") in err
+    assert "Traceback" not in err

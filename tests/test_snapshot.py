@@ -291,7 +291,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatc
     path = tmp_path / "server-0.ckpt"
     with pytest.raises(UserError) as info:
         snapshot.write(str(path), [("k", np.zeros(10))])
-    assert str(info.value) == f"cannot write {path}: No space left on device"
+    assert str(info.value) == f"checkpoint: cannot write {path}: No space left on device"
     assert not path.exists()
 
 
