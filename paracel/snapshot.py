@@ -186,12 +186,16 @@ def _items(tag, items, raw):
 
 
 def _first_unstorable(items):
-    for index, item in enumerate(items):
-        try:
-            encode(item, _Raw())
-        except Unstorable:
-            return index
-    return "?"
+    """The position of the first item :func:`encode` refuses (one does)."""
+    return next(index for index, item in enumerate(items) if not _storable(item))
+
+
+def _storable(value):
+    try:
+        encode(value, _Raw())
+    except Unstorable:
+        return False
+    return True
 
 
 def _dict_spec(value, raw):
@@ -292,7 +296,7 @@ class _Source:
         self.left = size
 
     def _need(self, count):
-        if count > self.left:
+        if not 0 <= count <= self.left:
             raise ValueError(f"the index asks for {count} raw bytes; {self.left} are left")
         self.left -= count
 
@@ -452,6 +456,7 @@ _DECODERS = {
 def raw_size(spec):
     """How many raw bytes the value of ``spec`` takes (to step over it)."""
     if type(spec) is not list:
+        decode(spec, None)  # a plain value, or refused
         return 0
     tag = spec[0]
     if tag == "a":
@@ -465,7 +470,9 @@ def raw_size(spec):
         return sum(raw_size(part) for part in spec[4])
     if tag in ("t", "l", "d", "c"):
         return sum(raw_size(item) for item in spec[1:])
-    return 0
+    if tag in _DECODERS:  # no raw bytes
+        return 0
+    raise ValueError(f"bad value spec {spec!r}")
 
 
 class _NoRaw:
@@ -627,8 +634,9 @@ def _read(handle, select):
     index = _read_index(handle, size)
     keys = [key if type(key) is str else _key(decode(key, None)) for key in index["keys"]]
     kinds, specs = index["kinds"], index["specs"]
-    if not (len(kinds) == len(keys) and kinds.count("j") == len(specs)
-            and kinds.count("f") == index["floats"] and kinds.count("i") == index["ints"]):
+    counts = [kinds.count(kind) for kind in "fij"]
+    if not (len(kinds) == len(keys) == sum(counts)
+            and counts == [index["floats"], index["ints"], len(specs)]):
         raise ValueError("its index is inconsistent")
     source = _Source(handle, index["raw"])
     floats = source.array(np.dtype("<f8"), (index["floats"],)).tolist()

@@ -343,10 +343,22 @@ def _forge(path, index, raw=b""):
     (["zz", 1], b""),
     ({"a": 1}, b""),
     (["g", "not a dtype"], b""),
+    (["b", -8], b"\0" * 8),                          # no stepping back in the file
 ])
 def test_malicious_index_is_refused(tmp_path, spec, raw):
     path = tmp_path / "evil"
     _forge(path, {"keys": ["k"], "kinds": "j", "specs": [spec], "floats": 0, "ints": 0,
                   "raw": len(raw)}, raw)
     with pytest.raises(CheckpointError, match="not a readable checkpoint file"):
+        snapshot.read(str(path))
+    with pytest.raises(CheckpointError, match="not a readable checkpoint file"):
+        snapshot.read(str(path), select=lambda keys: [])
+
+
+@pytest.mark.parametrize("kinds", ["x", "jj", "f"])
+def test_an_index_whose_kinds_do_not_add_up_is_refused(tmp_path, kinds):
+    path = tmp_path / "evil"
+    _forge(path, {"keys": ["k"], "kinds": kinds, "specs": [1], "floats": 0, "ints": 0,
+                  "raw": 0})
+    with pytest.raises(CheckpointError, match="its index is inconsistent"):
         snapshot.read(str(path))
