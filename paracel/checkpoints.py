@@ -635,8 +635,8 @@ class Checkpointer:
         if lead:
             manifest = make_manifest(clock, self.origin.run, self.origin.identity, self.config,
                                      servers, workers)
-            self._guard(f"the checkpoint of clock {clock} in {self.directory}",
-                                publish, self.directory, staging, manifest)
+            self._guard(f"the checkpoint of clock {clock} in {self.directory}", publish,
+                        self.directory, staging, manifest)
             prune(self.directory, self.origin.run, clock, self.keep)
         barrier()
 
@@ -662,7 +662,10 @@ class Checkpointer:
         """``(state, metrics, history)`` saved in the checkpoint resumed; the
         history file is cut back to what that checkpoint covered."""
         folder, manifest = self.origin.folder, self.origin.manifest
-        saved = dict(snapshot.read(os.path.join(folder, worker_name(self.worker))))
+        path = os.path.join(folder, worker_name(self.worker))
+        saved = dict(snapshot.read(path))
+        if set(saved) != {"state", "metrics"}:
+            raise CheckpointError(f"{path}: not a worker's checkpoint file")
         history = self.history.reopen(manifest["history"][str(self.worker)])
         return saved["state"], saved["metrics"], history
 
@@ -719,7 +722,7 @@ class History:
         except OSError as error:
             raise CheckpointError(f"{self.path}: cannot read: {error.strerror}") from None
         if len(data) != saved["size"] or zlib.crc32(data) != saved["crc32"]:
-            raise CheckpointError(f"{self.path}: does not match the checkpoint's checksum")
+            raise CheckpointError(f"{self.path} does not match the checkpoint's checksum")
         os.ftruncate(self.descriptor, len(data))
         os.lseek(self.descriptor, 0, os.SEEK_END)
         self.size, self.crc = len(data), saved["crc32"]
