@@ -462,7 +462,7 @@ class Algorithm:
         every = np.empty((self.num_workers, mine.size), dtype=np.int64)
         request = self.comm.Iallgather(mine, every)
         watcher.wait(lambda: MPI.Request.Test(request), tuple(mine))
-        watch.check_labels(every)
+        watch.check_labels(every, self.worker_id)
 
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait

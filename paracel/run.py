@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from paracel import config
 from paracel.errors import ConfigError, UserError
+from paracel.watch import ReportedElsewhere
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
@@ -34,6 +35,10 @@ EXIT_TERMINATED = 143
 #: without UCX transports and prints errors while being ruled out).
 OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "^ucx"}
 
+
+#: How long a rank that found a fault another rank reports waits for that
+#: rank to end the job before ending it silently itself.
+REPORT_GRACE_SECONDS = 2.0
 
 #: How long a rank other than 0 that got SIGTERM waits before saying so.
 SIGTERM_QUIET_SECONDS = 1.0
@@ -309,6 +314,10 @@ def launch(job, algorithm, origin=None):
         return 0
     except UserError as error:
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
+    except ReportedElsewhere:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # being torn down is expected now
+        time.sleep(REPORT_GRACE_SECONDS)  # the reporting rank ends the job first
+        _abort(MPI.COMM_WORLD, "", EXIT_USER_ERROR)
     except Terminated:
         # every rank is sent SIGTERM when the job is torn down (after another
         # rank failed, or by the user): one line says so, not one per rank
@@ -317,6 +326,7 @@ def launch(job, algorithm, origin=None):
         # if still alive a second later (mpiexec kills torn-down ranks before
         # that), so a failure reads as its cause plus at most one line.
         if MPI.COMM_WORLD.Get_rank() != 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             time.sleep(SIGTERM_QUIET_SECONDS)
         _abort(MPI.COMM_WORLD, f"paracel: [{tag}] stopped by SIGTERM\n", EXIT_TERMINATED)
     except KeyboardInterrupt:

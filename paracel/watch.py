@@ -52,6 +52,11 @@ class Deadlock(UserError):
     """Every worker that has not finished waits for another: none can move."""
 
 
+class ReportedElsewhere(Exception):
+    """This worker found a fault that another worker reports: it stops
+    without a message of its own (the launcher ends the job)."""
+
+
 def describe(label):
     """A label ``(kind, number, clock)`` in words."""
     kind, number, clock = (int(part) for part in label)
@@ -62,12 +67,21 @@ def describe(label):
     return f"waits in {KINDS[kind]} (collective call #{number}, clock {clock})"
 
 
-def check_labels(labels):
-    """Raise :class:`CollectiveMismatch` unless every worker's label (rows of
-    ``labels``, in worker order) is the same."""
+def check_labels(labels, me):
+    """Raise unless every worker's label (rows of ``labels``, in worker order)
+    names the same call: the same kind and number, and for a checkpoint the
+    same clock (workers may reach a ``sync()`` at different clocks).
+
+    Worker 0 raises :class:`CollectiveMismatch` with the message; worker
+    ``me`` > 0, which sees the same labels, raises :class:`ReportedElsewhere`
+    so the message appears once.
+    """
     labels = np.asarray(labels)
-    if (labels == labels[0]).all():
+    same = (labels[:, :2] == labels[0, :2]).all()
+    if same and (labels[0, 0] != CHECKPOINT or (labels[:, 2] == labels[0, 2]).all()):
         return
+    if me != 0:
+        raise ReportedElsewhere()
     lines = [f"  worker {worker} {describe(label)}" for worker, label in enumerate(labels)]
     raise CollectiveMismatch("workers are in different collective calls (every worker "
                              "must make the same sync()/checkpoint calls in the same "
@@ -110,8 +124,8 @@ class Watch:
     ----------
     board : object
         Has ``publish(label)`` (this worker's label; ``None`` clears it),
-        ``snapshot()`` -> ``(finished, labels)`` of every worker, and
-        ``staleness``.
+        ``snapshot()`` -> ``(finished, labels)`` of every worker,
+        ``staleness`` and ``worker`` (this worker's index).
     """
 
     def __init__(self, board):
@@ -144,11 +158,14 @@ class Watch:
                 self.board.publish(None)
 
     def _look(self, seen):
-        """Raise if the board shows a deadlock twice in a row, unchanged."""
+        """Raise if the board shows a deadlock twice in a row, unchanged (the
+        lowest-numbered waiting worker reports it; the others wait on and are
+        stopped with the job)."""
         finished, labels = self.board.snapshot()
         now = (tuple(finished), tuple(map(tuple, labels)))
-        if deadlocked(finished, labels):
-            if now == seen:
-                raise Deadlock(deadlock_message(finished, labels, self.board.staleness))
-            return now
-        return None
+        if not deadlocked(finished, labels):
+            return None
+        reporter = min(w for w, label in enumerate(labels) if int(label[0]) != RUNNING)
+        if now == seen and reporter == self.board.worker:
+            raise Deadlock(deadlock_message(finished, labels, self.board.staleness))
+        return now

@@ -6,13 +6,18 @@ import pytest
 
 from paracel import watch
 from paracel.watch import (CHECKPOINT, CLOCK, END, RUNNING, SYNC, CollectiveMismatch,
-                           Deadlock, Watch, check_labels, deadlocked)
+                           Deadlock, ReportedElsewhere, Watch, check_labels, deadlocked)
 
 
 def test_equal_labels_pass_and_different_ones_name_every_worker():
-    check_labels([(SYNC, 3, 5)] * 3)
+    check_labels([(SYNC, 3, 5)] * 3, 0)
+    check_labels([(SYNC, 3, 5), (SYNC, 3, 9)], 0)  # a sync() may come at other clocks
+    with pytest.raises(ReportedElsewhere):  # worker 0 reports it
+        check_labels([(CHECKPOINT, 3, 5), (CHECKPOINT, 3, 6)], 1)
+    with pytest.raises(CollectiveMismatch, match="worker 1 waits in the checkpoint barrier"):
+        check_labels([(CHECKPOINT, 3, 5), (CHECKPOINT, 3, 6)], 0)
     with pytest.raises(CollectiveMismatch) as error:
-        check_labels([(SYNC, 3, 5), (CHECKPOINT, 3, 5), (SYNC, 3, 5)])
+        check_labels([(SYNC, 3, 5), (CHECKPOINT, 3, 5), (SYNC, 3, 5)], 0)
     text = str(error.value)
     assert "worker 0 waits in sync() (collective call #3, clock 5)" in text
     assert "worker 1 waits in the checkpoint barrier (collective call #3, clock 5)" in text
@@ -31,6 +36,7 @@ class Board:
     """A board whose n-th snapshot is ``script(n)``; records what was published."""
 
     staleness = 0
+    worker = 0
 
     def __init__(self, script):
         self.script = script
@@ -68,3 +74,9 @@ def test_a_short_wait_publishes_nothing():
     board = Board(lambda look: ([False], [[RUNNING, 0, 0]]))
     Watch(board).wait(lambda: True, (SYNC, 1, 0))
     assert board.published == []
+
+
+def test_only_the_lowest_waiting_worker_reports_a_deadlock(fast):
+    board = Board(lambda look: ([False, False], [[SYNC, 1, 0], [CLOCK, 0, 1]]))
+    board.worker = 1
+    Watch(board).wait(lambda: board.looks > 5, (CLOCK, 0, 1))  # worker 0 reports it
