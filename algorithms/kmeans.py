@@ -58,6 +58,24 @@ clocks (so it holds no one back) until all have stopped and all can see it;
 the final centers are worker 0's. Results are then no longer bit-reproducible.
 (Under BSP this hand-shake costs one extra clock per run.)
 
+Clocks and resuming
+-------------------
+A run's clocks are its Lloyd iterations (one each) and the hand-shake. The
+seeding and the end of a run make no clock: what they put on the servers is
+written (``write``, never ``add``) and the same whenever it is made (keys
+carry the run, step and worker), so making it again after a resume changes
+nothing. A worker's state (:meth:`KMeans.state`) is the finished runs
+(:class:`_Run`: final centers, inertia, iterations, converged, cluster
+sizes) and where the current one stands (:class:`_Progress`: its centers,
+this worker's labels, the iterations committed, whether Lloyd converged
+once it stopped, the hand-shake's target clock). A resumed job loads its
+points again and goes on right after the commit it stopped at: in Lloyd it
+sums that iteration's partials and moves the centers; in the hand-shake it
+reads the flags (its own is not written again: its value is the clock it
+stopped at); later runs seed as usual. The best run's labels are not kept:
+they are assigned again from its centers, as the end of the run did, so a
+job resumed after its last clock writes the same results.
+
 Input
 -----
 Dense vectors, one per line: ``id,f1,...,fk`` (commas or whitespace), read
@@ -94,7 +112,7 @@ iteration logs ``inertia`` (of the centers the iteration started from),
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse
@@ -116,11 +134,38 @@ class _Run:
 
     run: int
     centers: np.ndarray
-    labels: np.ndarray
     inertia: float
     iterations: int
     converged: bool
     sizes: list
+
+
+@dataclass
+class _Progress:
+    """Where the current run stands between two clocks.
+
+    Attributes
+    ----------
+    run : int
+        Which of the ``n_init`` runs.
+    centers : numpy.ndarray
+        While Lloyd runs, the centers of the last assignment; then the final ones.
+    labels : numpy.ndarray
+        This worker's labels from the last assignment (-1 before the first).
+    iteration : int
+        Lloyd partials written and committed so far.
+    converged : bool or None
+        ``None`` while Lloyd runs; then whether it met its stopping rule.
+    target : int or None
+        The clock at which every worker has stopped and sees it, once known.
+    """
+
+    run: int
+    centers: np.ndarray
+    labels: np.ndarray
+    iteration: int = 0
+    converged: bool | None = None
+    target: int | None = None
 
 
 class KMeans(paracel.Algorithm):
@@ -147,24 +192,45 @@ class KMeans(paracel.Algorithm):
         if n_points < self.k:
             raise UserError(f"kmeans: k={self.k} clusters but only {n_points} points")
         threshold = self.tol * self.mean_variance(X, n_points)
-        runs = [self.one_run(X, threshold, run)
-                for run in range(1 if self.init_centers else self.n_init)]
-        best = min(runs, key=lambda r: r.inertia)
-        self.write_results(ids, best.labels, best.centers)
+        if not self.resumed:
+            self.runs_, self.progress_ = [], None
+        for run in range(len(self.runs_), 1 if self.init_centers else self.n_init):
+            self.runs_.append(self.one_run(X, threshold, run))
+        best = min(self.runs_, key=lambda r: r.inertia)
+        self.write_results(ids, _nearest(X, best.centers), best.centers)
         return {"inertia": best.inertia, "iterations": best.iterations,
                 "converged": best.converged, "best_run": best.run, "n_points": n_points,
-                "cluster_sizes": best.sizes, "run_inertias": [r.inertia for r in runs]}
+                "cluster_sizes": best.sizes, "run_inertias": [r.inertia for r in self.runs_]}
+
+    def state(self):
+        """The finished runs and where the current one stands (see :class:`_Progress`)."""
+        return {"runs": [asdict(run) for run in self.runs_],
+                "progress": None if self.progress_ is None else asdict(self.progress_)}
+
+    def restore(self, state):
+        """Take back :meth:`state`."""
+        self.runs_ = [_Run(**run) for run in state["runs"]]
+        self.progress_ = None if state["progress"] is None else _Progress(**state["progress"])
 
     def one_run(self, X, threshold, run):
-        """Seed, iterate, and label with the final centers (one of ``n_init`` runs)."""
-        centers = (self.read_init(X.shape[1]) if self.init_centers
-                   else self.kmeans_plusplus(X, run))
-        centers, iterations, converged = self.lloyd(X, centers, threshold, run)
-        self.wait_for_all(run)
-        centers = self.share_final_centers(centers)
-        labels, totals = self.final_assignment(X, centers, run)
+        """Seed, iterate, and label with the final centers (one of ``n_init``
+        runs), or finish the run a resumed job was in."""
+        if self.progress_ is None:
+            centers = (self.read_init(X.shape[1]) if self.init_centers
+                       else self.kmeans_plusplus(X, run))
+            self.progress_ = _Progress(run, centers, np.full(len(X), -1))
+        progress = self.progress_
+        if progress.converged is None:
+            progress.converged = self.lloyd(X, threshold, progress)
+            self.write((DONE, run, self.worker_id), self.clock)
+            self.iter_commit()
+        self.wait_for_all(progress)
+        centers = self.share_final_centers(progress.centers)
+        totals = self.final_assignment(X, centers, run)
         sizes = _split(totals, *centers.shape)[1].astype(int).tolist()
-        return _Run(run, centers, labels, float(totals[-3]), iterations, converged, sizes)
+        self.progress_ = None
+        return _Run(run, centers, float(totals[-3]), progress.iteration, progress.converged,
+                    sizes)
 
     # -- helpers over all workers --------------------------------------------
 
@@ -233,49 +299,61 @@ class KMeans(paracel.Algorithm):
 
     # -- Lloyd ---------------------------------------------------------------
 
-    def lloyd(self, X, centers, threshold, run):
-        """Lloyd iterations; returns ``(centers, iterations, converged)``."""
-        labels = np.full(len(X), -1)
-        for iteration in range(1, self.max_iter + 1):
-            new_labels = _nearest(X, centers)
-            partial = _partial(X, new_labels, centers, np.sum(new_labels != labels), iteration)
-            labels = new_labels
-            totals = self.exchange(partial, run, iteration)
-            new_centers = _centers(totals, centers)
-            shift = float(((new_centers - centers) ** 2).sum())
-            centers = new_centers
-            self.report(inertia=float(totals[-3]), shift=shift, changed=int(totals[-2]))
-            if totals[-2] == 0 or shift <= threshold:
-                return centers, iteration, True
-        return centers, self.max_iter, False
+    def lloyd(self, X, threshold, progress):
+        """Lloyd iterations from where ``progress`` stands (a resumed job goes
+        on after its last committed partial), moving ``progress.centers``;
+        returns whether they converged."""
+        while True:
+            if progress.iteration:  # a committed partial: move the centers
+                totals = self.sum_partials(progress.run, progress.iteration)
+                centers = _centers(totals, progress.centers)
+                shift = float(((centers - progress.centers) ** 2).sum())
+                progress.centers = centers
+                self.report(inertia=float(totals[-3]), shift=shift, changed=int(totals[-2]))
+                if totals[-2] == 0 or shift <= threshold:
+                    return True
+                if progress.iteration == self.max_iter:
+                    return False
+            self.assign(X, progress)
 
-    def exchange(self, partial, run, iteration):
-        """Write this worker's partial, end the clock, and sum every worker's
-        freshest partial of an iteration not after ``iteration``."""
-        self.write((PARTIAL, run, self.worker_id, iteration % 2), partial)
+    def assign(self, X, progress):
+        """Assign this worker's points to ``progress.centers``, write the
+        partial of the next iteration and end the clock."""
+        labels = _nearest(X, progress.centers)
+        iteration = progress.iteration + 1
+        partial = _partial(X, labels, progress.centers, np.sum(labels != progress.labels),
+                           iteration)
+        progress.labels, progress.iteration = labels, iteration
+        self.write((PARTIAL, progress.run, self.worker_id, iteration % 2), partial)
         self.iter_commit()
+
+    def sum_partials(self, run, iteration):
+        """Every worker's freshest partial of an iteration not after
+        ``iteration``, summed in worker order."""
         slots = self.read_multi([(PARTIAL, run, w, s) for w in range(self.num_workers)
                                  for s in (0, 1)], default=None)
         chosen = [_freshest(slots[2 * w:2 * w + 2], iteration) for w in range(self.num_workers)]
         return np.sum([part for part in chosen if part is not None], axis=0)
 
-    def wait_for_all(self, run):
+    def wait_for_all(self, progress):
         """Keep committing clocks until every worker has stopped and all can see it.
 
-        Under BSP all stop together and this takes one clock. Under SSP each
-        worker ends at the same clock (last stop + s + 1), by which time every
-        worker sees every flag, so no one waits on a worker that has left.
+        Called after this worker wrote its ``DONE`` flag (the clock it stopped
+        at) and committed once. Under BSP all stop together and this adds no
+        clock. Under SSP each worker ends at the same clock (last stop + s +
+        1), by which time every worker sees every flag, so no one waits on a
+        worker that has left.
         """
-        self.write((DONE, run, self.worker_id), self.clock)
-        keys = [(DONE, run, w) for w in range(self.num_workers)]
-        target = None
-        while target is None or self.clock < target:
-            self.iter_commit()
-            if target is None:
+        keys = [(DONE, progress.run, w) for w in range(self.num_workers)]
+        while True:
+            if progress.target is None:
                 stops = self.read_multi(keys, default=None)
                 if all(stop is not None for stop in stops):
-                    target = (self.clock if self.staleness is None
-                              else max(stops) + self.staleness + 1)
+                    progress.target = (self.clock if self.staleness is None
+                                       else max(stops) + self.staleness + 1)
+            if progress.target is not None and self.clock >= progress.target:
+                return
+            self.iter_commit()
 
     # -- the end -----------------------------------------------------------------
 
@@ -288,12 +366,12 @@ class KMeans(paracel.Algorithm):
         return matrix.to_numpy()
 
     def final_assignment(self, X, centers, run):
-        """Labels and the summed final partials (inertia, cluster sizes)."""
+        """The summed final partials (inertia, cluster sizes)."""
         labels = _nearest(X, centers)
         self.write((FINAL, run, self.worker_id), _partial(X, labels, centers, 0, 0))
         self.sync()
         parts = self.read_multi([(FINAL, run, w) for w in range(self.num_workers)])
-        return labels, np.sum(parts, axis=0)
+        return np.sum(parts, axis=0)
 
     def write_results(self, ids, labels, centers):
         """``labels_<worker>`` on every worker, ``centers.txt`` on worker 0."""

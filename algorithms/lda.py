@@ -50,13 +50,29 @@ sees its own changes, so no count it uses goes negative.
 
 Log-likelihood: at the start of clock ``t`` each worker computes its part
 (its owned ``n_wk`` rows, its documents; worker 0 adds the ``n_k`` term) from
-what it pulled, i.e. for the state after ``t`` sweeps, and pushes it to its
-own column of the small matrix ``lda.loglik``; summing a row in worker order
-keeps the value reproducible. At clock ``t`` worker 0 reports (``report``)
-the newest value complete on the servers: ``loglik`` after ``sweeps = t -
-s - 1`` sweeps (nothing per clock when asynchronous). After the last sweep
-every worker syncs, so the final value is exact for any staleness; with
-``s > 0`` earlier values mix states within the staleness window.
+what it pulled, i.e. for the state after ``t`` sweeps, and writes it into
+its own entry of row ``t`` of the small table ``lda.loglik`` (a vector of
+``iterations + 1`` rows of ``num_workers`` entries); summing a row in worker
+order keeps the value reproducible. At clock ``t`` worker 0 reports
+(``report``) the newest value complete on the servers: ``loglik`` after
+``sweeps = t - s - 1`` sweeps (nothing per clock when asynchronous).
+After the last sweep every worker syncs, so the final value is exact for
+any staleness; with ``s > 0`` earlier values mix states within the
+staleness window.
+
+Checkpoints and resume
+----------------------
+Clock ``t + 1`` is sweep ``t`` (the first one also adds the initial counts),
+and the loop runs on ``self.clock``. A worker's :meth:`LDA.state` is what it
+carries between sweeps: its tokens' topics ``z`` and its generator's state.
+A resumed job loads its share again and rebuilds the token order from a
+fresh generator (the same draws as the first time), then takes back ``z``
+and the generator and recounts ``n_dk`` from ``z``; it finds ``n_wk``, ``n_k``
+and the log-likelihood rows in the restored tables, so it adds no initial
+counts and continues with sweep ``clock``. After the last sweep the final
+log-likelihood is written with ``replace``, so a job resumed from its final
+checkpoint writes the same outputs again. With ``staleness: 0`` a resumed
+run ends bitwise as the uninterrupted one.
 
 Input
 -----
@@ -157,12 +173,14 @@ class LDA(paracel.Algorithm):
 
     def solve(self):
         doc_ids, X, names = self.load_corpus()
-        shard = Shard(X, self.topics, self.chunks, self.rng(), self.worker_id,
-                      self.num_workers)
+        shard = self.shard_ = Shard(X, self.topics, self.chunks, self.rng(), self.worker_id,
+                                    self.num_workers)
+        if self.resumed:
+            shard.resume(self.restored_["z"], self.restored_["rng"])
         documents, tokens = self.comm.allreduce(np.array([X.shape[0], shard.z.size]))
         self.create_model(X.shape[1], shard)
-        for sweep in range(self.iterations):
-            self.clock_sweep(shard, sweep)
+        while self.clock < self.iterations:
+            self.clock_sweep(shard, self.clock)
         self.sync()
         self.push_loglik(self.iterations, self.n_wk_.pull(shard.owned),
                          self.n_k_.pull(np.arange(self.topics)), shard)
@@ -172,23 +190,35 @@ class LDA(paracel.Algorithm):
         if self.worker_id != 0:
             return {}
         self.write_topics(self.n_wk_.to_numpy(), names)
-        history = self.loglik_.to_numpy().sum(axis=1)
+        history = self.loglik_.to_numpy().reshape(-1, self.num_workers).sum(axis=1)
         return {"loglik": float(history[-1]), "loglik_per_token": float(history[-1] / tokens),
                 "loglik_history": history.tolist(), "sweeps": self.iterations,
                 "documents": int(documents), "tokens": int(tokens), "vocab_size": X.shape[1]}
 
+    def state(self):
+        """The topic of every token and the generator: all a worker carries
+        from one sweep to the next (its token order is drawn again from the
+        fresh generator, its ``n_kd`` counted again from the topics)."""
+        return {"z": self.shard_.z, "rng": self.shard_.rng.bit_generator.state}
+
+    def restore(self, state):
+        """Keep :meth:`state` for ``solve()``, which rebuilds the shard first."""
+        self.restored_ = state
+
     def create_model(self, V, shard):
         """Create ``n_wk``, ``n_k`` and the log-likelihood table on the servers
-        and add this worker's initial counts (collective)."""
+        (or attach to them in a resumed job) and, in the first clock, add this
+        worker's initial counts (collective)."""
         K = self.topics
         self.n_wk_ = self.matrix("n_wk", (V, K), np.int64,
                                  block_rows=max(1, -(-V // (16 * self.num_servers))))
         self.n_k_ = self.matrix("n_k", (K,), np.int64)
-        self.loglik_ = self.matrix("lda.loglik", (self.iterations + 1, self.num_workers))
-        self.n_wk_.push(shard.vocab_rows, count_pairs(shard.z, shard.local_words, K,
-                                                      shard.vocab_rows.size).T)
-        self.n_k_.push(np.arange(K), np.bincount(shard.z, minlength=K))
-        self.sync()
+        self.loglik_ = self.matrix("lda.loglik", ((self.iterations + 1) * self.num_workers,))
+        if self.clock == 0:  # a resumed job finds them in the tables
+            self.n_wk_.push(shard.vocab_rows, count_pairs(shard.z, shard.local_words, K,
+                                                          shard.vocab_rows.size).T)
+            self.n_k_.push(np.arange(K), np.bincount(shard.z, minlength=K))
+            self.sync()
 
     def clock_sweep(self, shard, sweep):
         """One clock: pull, log-likelihood of the state pulled, one Gibbs
@@ -250,15 +280,15 @@ class LDA(paracel.Algorithm):
     # -- log-likelihood ----------------------------------------------------
 
     def push_loglik(self, sweep, owned_counts, totals, shard):
-        """Push this worker's part of log p(w, z) after ``sweep`` sweeps (from
-        its owned ``n_wk`` rows, ``n_k`` and its documents) to its own column
-        of row ``sweep`` of the log-likelihood table."""
+        """Write this worker's part of log p(w, z) after ``sweep`` sweeps (from
+        its owned ``n_wk`` rows, ``n_k`` and its documents) into its own entry
+        of row ``sweep`` of the log-likelihood table (``num_workers`` entries
+        a row). A ``replace``, not an ``add``: the final value is written
+        again when a job resumes after its end."""
         part = word_loglik(owned_counts, self.beta) + doc_loglik(shard.n_kd, self.alpha)
         if self.worker_id == 0:
             part += topic_loglik(totals, self.n_wk_.shape[0], self.beta)
-        row = np.zeros((1, self.num_workers))
-        row[0, self.worker_id] = part
-        self.loglik_.push([sweep], row)
+        self.loglik_.push([sweep * self.num_workers + self.worker_id], [part], "replace")
 
     def report_loglik(self, sweep):
         """Worker 0: report the newest log-likelihood complete on the servers."""
@@ -266,7 +296,8 @@ class LDA(paracel.Algorithm):
             return
         done = sweep - self.staleness - 1
         if done >= 0:
-            self.report(loglik=float(self.loglik_.pull([done]).sum()), sweeps=done)
+            row = self.loglik_.pull(done * self.num_workers + np.arange(self.num_workers))
+            self.report(loglik=float(row.sum()), sweeps=done)
 
     # -- output ------------------------------------------------------------
 
@@ -312,6 +343,13 @@ class Shard:
         self.at_owned = np.searchsorted(self.rows, self.owned)
         self.z = rng.integers(0, K, self.words.size)
         self.n_kd = count_pairs(self.z, self.docs, K, X.shape[0])
+
+    def resume(self, z, rng_state):
+        """Take back the topics and the generator of a checkpoint, recount ``n_kd``."""
+        K, documents = self.n_kd.shape
+        self.z = z
+        self.rng.bit_generator.state = rng_state
+        self.n_kd = count_pairs(z, self.docs, K, documents)
 
 
 def chunked_tokens(X, chunks, rng):

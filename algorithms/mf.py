@@ -58,6 +58,24 @@ whatever order concurrent pushes arrive in: a run is bitwise repeatable.
 With one worker and staleness 0 it is the single-process mini-batch SGD up
 to that rounding.
 
+Checkpoints and resume
+----------------------
+The clock a worker starts at ``self.clock == c`` is chunk
+``c mod (clocks_per_epoch + 1)`` of epoch ``c // (clocks_per_epoch + 1)``,
+the last chunk being the evaluation; the first clock also writes the
+workers' rating sums (for ``μ``) and the starting factors. All a clock's
+work follows from its number: the epoch's shuffle is drawn again from
+``rng(epoch + 1)``, the split is a hash, ``μ`` and the factors are in the
+tables; so :meth:`MatrixFactorization.state` is empty. A resumed job loads
+and splits its share again, reads ``μ`` back from the workers' sums instead
+of writing them, attaches to the factors instead of initialising them, and
+continues with the clock it resumed at. Worker 0's report of an evaluation
+comes after the evaluation's clock, so after that clock's checkpoint: a job
+resumed from it reports that evaluation again first. The final evaluation
+writes each worker's sums under its own key (a write, not an add), so a job
+resumed from its final checkpoint computes the same metrics and outputs
+again. With staleness 0 a resumed run ends bitwise as the uninterrupted one.
+
 Held-out split
 --------------
 A rating is held out when a hash of ``(user id, item id, seed)`` (BLAKE2b of
@@ -327,6 +345,13 @@ class RatingsAlgorithm(paracel.Algorithm):
         self.write((self.prefix, "eval", *step, self.worker_id), sums)
         self.trace(share_sums=sums)
         self.iter_commit()
+        self.report_evaluation(step, **labels)
+
+    def report_evaluation(self, step, **labels):
+        """Worker 0: report the RMSEs of evaluation ``step`` from the sums on
+        the servers, with ``labels``. It comes after the evaluation's clock,
+        hence after that clock's checkpoint: a job resumed from it calls
+        this again."""
         if self.worker_id == 0:
             self.report(**labels, **self.rmses(self.sum_over_workers(("eval", *step), 4)))
 
@@ -380,11 +405,11 @@ class MatrixFactorization(RatingsAlgorithm):
     def solve(self):
         triples = self.load_ratings(partition="fmap")
         train, heldout = self.split(triples)
-        total, count = self.worker_total(("mean",), [train.rating.sum(), train.size])
-        self.mean_ = total / count if count else 0.0
+        self.mean_ = self.global_mean(train)
         P = self.factors("user_factors", triples.shape[0])
         Q = self.factors("item_factors", triples.shape[1])
-        for epoch in range(self.epochs):
+        self.report_resumed_evaluation()
+        for epoch in range(self.clock // (self.clocks_per_epoch + 1), self.epochs):
             self.train_epoch(P, Q, train, epoch)
             self.evaluation_clock(P, Q, train, heldout, (epoch,), epoch=epoch + 1)
         final = self.final_evaluation(P, Q, train, heldout, ("final",))
@@ -394,27 +419,56 @@ class MatrixFactorization(RatingsAlgorithm):
         return {**final, "global_mean": self.mean_, "epochs": self.epochs,
                 "users": triples.shape[0], "items": triples.shape[1]}
 
+    def state(self):
+        """Nothing to keep: each clock's work follows from the clock alone (the
+        epoch's shuffle is drawn from ``rng(epoch + 1)``, the split is a
+        hash), and the mean and the factors are in the tables."""
+        return {}
+
+    def restore(self, state):
+        """Nothing to take back (see :meth:`state`)."""
+
+    def global_mean(self, train):
+        """The mean training rating over all workers (collective), from the
+        workers' sums written in the first clock."""
+        if self.clock == 0:  # a resumed job finds the sums in the tables
+            total, count = self.worker_total(("mean",), [train.rating.sum(), train.size])
+        else:
+            total, count = self.sum_over_workers(("mean",), 2)
+        return total / count if count else 0.0
+
     def factors(self, name, rows):
-        """A factor matrix on the servers at its random start (collective)."""
+        """A factor matrix on the servers, at its random start in the first
+        clock (collective)."""
         matrix = self.matrix(name, (rows, self.k + 1), block_rows=block_rows(rows, self.k + 1),
                              create=False)
-        mine = range(self.worker_id, matrix.num_blocks, self.num_workers)
-        self.write_multi({matrix.block_key(b): initial_block(matrix, b, self.seed,
-                                                             self.init_scale)
-                          for b in mine})
-        self.sync()
+        if self.clock == 0:  # a resumed job finds the trained factors
+            mine = range(self.worker_id, matrix.num_blocks, self.num_workers)
+            self.write_multi({matrix.block_key(b): initial_block(matrix, b, self.seed,
+                                                                 self.init_scale)
+                              for b in mine})
+            self.sync()
         return matrix
 
+    def report_resumed_evaluation(self):
+        """In a job resumed right after an evaluation clock, report that
+        evaluation again unless the checkpoint's metrics already hold it (a
+        checkpoint taken after ``solve()`` returned)."""
+        epoch, step = divmod(self.clock, self.clocks_per_epoch + 1)
+        if self.resumed and epoch > 0 and step == 0 and self.metrics_.get("epoch") != epoch:
+            self.report_evaluation((epoch - 1,), epoch=epoch)
+
     def train_epoch(self, P, Q, train, epoch):
-        """One pass over this worker's training ratings in ``clocks_per_epoch``
-        clocks, each a whole number of mini-batches."""
+        """The rest of a pass over this worker's training ratings (all of it
+        unless resumed within the epoch) in ``clocks_per_epoch`` clocks, each
+        a whole number of mini-batches."""
         lr = self.learning_rate * self.decay ** epoch
         order = self.rng(epoch + 1).permutation(train.size)
         batches = -(-train.size // self.batch_size)
         clocks = self.clocks_per_epoch
         cuts = np.arange(clocks + 1) * batches // clocks * self.batch_size
-        for start, stop in zip(cuts[:-1], cuts[1:]):
-            self.train_chunk(P, Q, train.take(order[start:stop]), lr)
+        for chunk in range(self.clock - epoch * (clocks + 1), clocks):
+            self.train_chunk(P, Q, train.take(order[cuts[chunk]:cuts[chunk + 1]]), lr)
             self.iter_commit()
 
     def train_chunk(self, P, Q, chunk, lr):

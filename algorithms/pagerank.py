@@ -16,22 +16,24 @@ same vector after the same number of iterations.
 
 Parallel scheme
 ---------------
-The edges are split over the workers by ``self.load_graph`` (``partition``). Each worker also owns a contiguous range of
-nodes (``n * w // W`` to ``n * (w + 1) // W``): it writes their ranks at the
-end and sums their share of the dangling mass and of the L1 change. Every
+The edges are split over the workers by ``self.load_graph`` (``partition``).
+Each worker also owns a contiguous range of nodes (``n * w // W`` to
+``n * (w + 1) // W``): it writes their ranks at the end and sums their
+share of the dangling mass and of the L1 change. Every
 worker needs the ranks of ``rows``: the sources of its edges and its range.
 The servers hold:
 
 ``pagerank.out`` (vector, n)
-    out-weights, summed with ``add`` from every worker's edges at the start.
+    out-weights, summed with ``add`` from every worker's edges at clock 0.
 ``pagerank.flow0``, ``pagerank.flow1`` (vectors, n)
     the rank carried by links, ``flow = x_k P``, kept as two accumulators
     that together make it: at clock ``k`` every worker adds the *change* of
     its edges' contribution, ``(x_k - x_{k-1})[src] * P``, into accumulator
     ``k % 2`` (into ``flow0`` alone when ``s > 0``, see below).
-scalars ``("pagerank", "dangling", 0 | 1)`` and ``("pagerank", "l1", k)``
-    the dangling mass ``D_k`` as two accumulators of the owners' changes
-    likewise, and the L1 change of iteration ``k`` (owners' shares, ``add``).
+scalars ``("pagerank", "dangling", 0 | 1, w)`` and ``("pagerank", "l1", k, w)``
+    worker ``w``'s shares of the dangling mass ``D_k`` (two accumulators of
+    its changes, likewise) and of the L1 change of iteration ``k``; readers
+    sum the shares in worker order.
 
 Clock ``k`` of a worker: it knows ``x_k`` on ``rows``; it pushes its changes
 into accumulator ``k % 2`` (flow and dangling mass) and, as an owner, its
@@ -55,10 +57,27 @@ the same fixed point. The stopping test uses the newest complete L1 change,
 so every worker stops at the same clock. ``staleness: null`` is refused (no
 L1 change is ever known to be complete).
 
-Determinism: with ``s = 0`` every run takes the same iterations and gives
-the same ranks up to floating-point rounding (about 1e-16 relative), not bit
-for bit: a server adds the float contributions that several workers push to
-one row in the order they arrive.
+Determinism: with ``s = 0`` every run takes the same iterations. The
+dangling mass and the L1 change are summed in worker order, so their bits
+never depend on timing; a flow row gets pushes from one worker only when
+the edges of a directed graph are split by destination (``smap``, the
+default). So a directed graph with ``smap`` and out-weights that add up
+exactly (integer weights) gives the same ranks bit for bit every run.
+Otherwise a server adds the float contributions that several workers push
+to one row in the order they arrive: the same ranks up to floating-point
+rounding (about 1e-16 relative).
+
+Clocks and resuming
+-------------------
+Clock 0 pushes the out-weights and iteration 0's changes; clock ``k``
+pushes iteration ``k``'s, so at clock ``c`` iteration ``c - 1`` is the
+newest one pushed. A worker's state (:meth:`PageRank.state`) is the iterate
+it last pushed from, ``x_{c-1}`` on ``rows``, and the two flow and dangling
+accumulators as it last read them; nothing else is carried between clocks.
+A resumed job at clock ``c`` loads its edges again, skips the out-weight
+pushes (it pulls the sums), and goes on right after the commit that
+brought it to clock ``c``: it reads the L1 change, then stops (the end of a
+finished job: the same ranks and metrics again) or forms ``x_c``.
 
 Input
 -----
@@ -166,21 +185,31 @@ class PageRank(paracel.Algorithm):
         self.dump("rank_", zip(graph.src_ids[own].tolist(), x[share.mine].tolist()))
         self.sync()  # every L1 change is now complete, whatever the staleness
         edges, dangling = self.comm.allreduce(np.array([share.edges, share.dangling.sum()]))
-        return {"iterations": iterations, "delta": float(self.read(l1_key(iterations))),
+        return {"iterations": iterations, "delta": float(self.summed(l1_key(iterations))),
                 "converged": converged, "nodes": n, "edges": int(edges),
                 "dangling": int(dangling)}
 
+    def state(self):
+        """The iterate this worker last published and the accumulators as it
+        last read them (on ``rows``): the next iterate is made from them."""
+        return {"x": self.x_, "seen": self.seen_, "masses": self.masses_}
+
+    def restore(self, state):
+        """Take back :meth:`state`; the iteration is the clock's."""
+        self.x_, self.seen_, self.masses_ = state["x"], state["seen"], state["masses"]
+
     def share(self, graph, own):
         """This worker's :class:`Share` of ``graph``, with out-weights summed
-        on the servers over every worker's edges."""
+        on the servers over every worker's edges (pushed at clock 0)."""
         src, dst, weight = self.edges(graph)
         n = graph.shape[0]
         rows = np.union1d(src, own)
         out = self.matrix(f"{NAME}.out", (n,), block_rows=self.block_rows(n))
-        sources, index = np.unique(src, return_inverse=True)
-        if sources.size:
-            out.push(sources, np.bincount(index, weights=weight), "add")
-        self.sync()
+        if self.clock == 0:  # not yet pushed (a resumed job finds them on the servers)
+            sources, index = np.unique(src, return_inverse=True)
+            if sources.size:
+                out.push(sources, np.bincount(index, weights=weight), "add")
+            self.sync()
         out = out.pull(rows)
         mine = np.searchsorted(rows, own)
         targets, links = local_links(src, dst, weight, rows, out)
@@ -205,37 +234,50 @@ class PageRank(paracel.Algorithm):
         return max(1, min(-(-n // (BLOCKS_PER_SERVER * self.num_servers)), 1 << 17))
 
     def iterate(self, share, n):
-        """The power iteration, one clock each; returns the last ranks on
-        ``share.rows``, the number of iterations and whether ``tol`` was reached."""
+        """The power iteration, one clock each (iteration ``k`` is pushed at
+        clock ``k``, so a resumed job at clock ``c`` goes on after iteration
+        ``c - 1``); returns the last ranks on ``share.rows``, the number of
+        iterations and whether ``tol`` was reached."""
         accumulators = 2 if self.staleness == 0 else 1
         flows = [self.matrix(f"{NAME}.flow{parity}", (n,), block_rows=self.block_rows(n))
                  for parity in range(accumulators)]
-        seen, masses = np.zeros((2, share.rows.size)), np.zeros(2)
-        x, previous = np.full(share.rows.size, 1.0 / n), np.zeros(share.rows.size)
-        iteration = 0
-        while True:
-            parity = iteration % accumulators
-            self.publish(iteration, x - previous, flows[parity], mass_key(parity), share)
+        if self.clock == 0:
+            self.x_ = np.full(share.rows.size, 1.0 / n)
+            self.seen_, self.masses_ = np.zeros((2, share.rows.size)), np.zeros(2)
+            self.publish(0, self.x_, flows[0], 0, share)
             self.iter_commit()
+        while True:
+            iteration = self.clock - 1
             change = self.known_change(iteration)
             if change < self.tol or iteration == self.max_iter:
-                return x, iteration, change < self.tol
-            seen[parity] = flows[parity].pull(share.rows)
-            masses[parity] = self.read(mass_key(parity))
-            previous, x = x, (self.damping * (seen.sum(axis=0) + masses.sum() / n)
-                              + (1 - self.damping) / n)
-            iteration += 1
+                return self.x_, iteration, change < self.tol
+            parity, following = iteration % accumulators, (iteration + 1) % accumulators
+            self.seen_[parity] = flows[parity].pull(share.rows)
+            self.masses_[parity] = self.summed(mass_key(parity))
+            x = (self.damping * (self.seen_.sum(axis=0) + self.masses_.sum() / n)
+                 + (1 - self.damping) / n)
+            self.publish(iteration + 1, x - self.x_, flows[following], following, share)
+            self.x_ = x
+            self.iter_commit()
 
-    def publish(self, iteration, change, flow, mass, share):
+    def publish(self, iteration, change, flow, parity, share):
         """Push the change of this worker's link flow into ``flow``, and as an
-        owner its share of the change of the dangling mass (key ``mass``) and
-        of the L1 change."""
+        owner its share of the change of the dangling mass (accumulator
+        ``parity``) and of the L1 change, under its own keys."""
         if share.targets.size:
             flow.push(share.targets, share.links @ change, "add")
         owned = change[share.mine]
-        self.update(mass, float(owned[share.dangling].sum()), "add")
+        self.update((*mass_key(parity), self.worker_id), float(owned[share.dangling].sum()),
+                    "add")
         if iteration >= 1:
-            self.update(l1_key(iteration), float(np.abs(owned).sum()), "add")
+            self.write((*l1_key(iteration), self.worker_id), float(np.abs(owned).sum()))
+
+    def summed(self, prefix):
+        """The sum over workers, in worker order, of the scalars under
+        ``(*prefix, worker)`` (0 for a worker that has pushed none yet): the
+        same bits whatever order the workers' pushes arrived in."""
+        keys = [(*prefix, worker) for worker in range(self.num_workers)]
+        return sum(self.read_multi(keys, default=0.0))
 
     def known_change(self, iteration):
         """The L1 change of the newest iteration every worker has committed
@@ -243,7 +285,7 @@ class PageRank(paracel.Algorithm):
         known = iteration - self.staleness
         if known < 1:
             return np.inf
-        change = float(self.read(l1_key(known)))
+        change = float(self.summed(l1_key(known)))
         self.report(delta=change)
         return change
 
@@ -261,10 +303,12 @@ def local_links(src, dst, weight, rows, out):
 
 
 def mass_key(parity):
-    """The key of dangling-mass accumulator ``parity``."""
+    """The key prefix of dangling-mass accumulator ``parity`` (each worker's
+    share under ``(*prefix, worker)``)."""
     return (NAME, "dangling", parity)
 
 
 def l1_key(iteration):
-    """The key of iteration ``iteration``'s L1 change."""
+    """The key prefix of iteration ``iteration``'s L1 change (each worker's
+    share under ``(*prefix, worker)``)."""
     return (NAME, "l1", iteration)

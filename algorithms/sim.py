@@ -19,8 +19,17 @@ pulls the matrix block by block (starting at a different block per worker,
 so they do not queue on one server), multiplies its own vectors with the
 block, and folds the scores into a running top-k per item. The servers hold
 the only copy of the whole matrix; no worker holds more than its own items
-and one block. There is one pass over a fixed matrix, so there are no clocks
-and ``staleness`` plays no part.
+and one block. There is one pass over a fixed matrix, so ``staleness`` plays
+no part.
+
+Clocks and resuming
+-------------------
+One clock: the pushes (and the ``sync()`` that makes them complete) end with
+``iter_commit()`` at clock 1. The state is empty: a resumed job (clock 1,
+after that clock's checkpoint or the final one) finds the matrix on the
+servers and skips the pushes (sparse rows are pushed with ``add``: pushing
+them again would double every score); it loads and normalises its items
+again and computes the top-k lists as an uninterrupted run does.
 
 Input
 -----
@@ -81,6 +90,14 @@ class CosineSimilarity(paracel.Algorithm):
         return {"items": len(ids), "features": items.shape[1], "topk": self.topk,
                 "mean_top1": float(total / max(count, 1)), "blocks": items.num_blocks}
 
+    def state(self):
+        """Nothing to keep: the matrix is complete on the servers after clock 1,
+        and this worker's own items are loaded again from its share."""
+        return {}
+
+    def restore(self, state):
+        """Nothing to take back (see :meth:`state`)."""
+
     # -- input -------------------------------------------------------------
 
     def load_rating_items(self):
@@ -100,14 +117,17 @@ class CosineSimilarity(paracel.Algorithm):
     # -- the distributed matrix --------------------------------------------
 
     def publish(self, mine, first, n_items):
-        """Create ``sim.items`` on the servers and push this worker's rows (collective)."""
+        """Create ``sim.items`` on the servers and push this worker's rows in
+        clock 1 (collective); a resumed job attaches to it."""
         sparse = scipy.sparse.issparse(mine)
         items = self.matrix(MATRIX, (n_items, mine.shape[1]), sparse=sparse,
                             block_rows=self.block_items)
-        if mine.shape[0]:
-            items.push(np.arange(first, first + mine.shape[0]), mine,
-                       "add" if sparse else "replace")
-        self.sync()
+        if self.clock == 0:  # not yet pushed (a resumed job finds them on the servers)
+            if mine.shape[0]:
+                items.push(np.arange(first, first + mine.shape[0]), mine,
+                           "add" if sparse else "replace")
+            self.sync()
+            self.iter_commit()
         return items
 
     def top_neighbours(self, mine, first, items):
