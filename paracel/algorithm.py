@@ -516,45 +516,29 @@ class Algorithm:
 
     def _checkpoint(self, clock):
         """Snapshot servers and workers at ``clock`` (collective; see
-        :mod:`paracel.server.checkpoint`). Needs every worker to reach the
-        same checkpoint clocks."""
-        from paracel.server import checkpoint
-
-        runtime, settings = self._runtime, self._runtime.job.checkpoint
+        :mod:`paracel.checkpoints`). Needs every worker to reach the same
+        checkpoint clocks: the labelled barriers (:mod:`paracel.watch`) find
+        one that does not."""
+        runtime = self._runtime
         runtime.client.flush()
         self._barrier(watch.CHECKPOINT)
+        runtime.checkpointer.save(clock, runtime.client, self.state(), self.metrics_,
+                                  barrier=lambda: self._barrier(watch.CHECKPOINT))
         if self.worker_id == 0:
-            runtime.client.checkpoint(checkpoint.staging(settings["dir"], clock))
-        self._barrier(watch.CHECKPOINT)
-        path = os.path.join(checkpoint.staging_path(settings["dir"], clock),
-                            f"worker-{self.worker_id}.h5")
-        checkpoint.write_state(path, {"algorithm": self.state(), "metrics": self.metrics_,
-                                      "history": self.history_})
-        self._barrier(watch.CHECKPOINT)
-        if self.worker_id == 0:
-            checkpoint.publish(settings["dir"], clock, self._manifest(clock), settings["keep"])
             self.log.info("checkpoint at clock %d", clock)
         runtime.last_checkpoint = clock
 
-    def _manifest(self, clock):
-        from paracel.partition import DEFAULT_VNODES
-        from paracel.server.checkpoint import FORMAT_VERSION
-
-        return {"format_version": FORMAT_VERSION, "clock": clock,
-                "num_servers": self.num_servers, "num_workers": self.num_workers,
-                "partitioner": {"kind": "consistent-hash ring", "hash": "blake2b-64",
-                                "vnodes": DEFAULT_VNODES},
-                "created": time.time(), "config": self._runtime.job.to_dict()}
-
     def _resume_state(self):
-        from paracel.server import checkpoint
-
-        path = os.path.join(self._runtime.resume, f"worker-{self.worker_id}.h5")
-        saved = checkpoint.read_state(path)
-        self.metrics_, self.history_ = saved["metrics"], saved["history"]
-        self.restore(saved["algorithm"])
+        state, self.metrics_, self.history_ = self._runtime.checkpointer.restore()
+        self.restore(state)
         self._runtime.last_checkpoint = self.clock
         self.log.info("resumed from %s at clock %d", self._runtime.resume, self.clock)
+
+    def _record(self, entry):
+        """Append a history entry (and keep it for the next checkpoint)."""
+        self.history_.append(entry)
+        if self._runtime.checkpointer is not None:
+            self._runtime.checkpointer.record(_plain(entry))
 
     def _progress(self, clock):
         """Append this clock's entry (time since the common start, what was
@@ -565,7 +549,7 @@ class Algorithm:
                  "wait": round(runtime.clock.wait_seconds, 6),
                  "sync": round(runtime.sync_seconds, 6),
                  "comm": round(runtime.client.comm_seconds, 6), **runtime.pending}
-        self.history_.append(entry)
+        self._record(entry)
         if self.worker_id == 0:
             shown = "".join(f"  {name}={_short(value)}"
                             for name, value in runtime.pending.items())
@@ -599,7 +583,7 @@ class Algorithm:
             self.metrics_.update(result)
         if runtime.pending:  # reported after the last clock
             elapsed = round(time.perf_counter() - runtime.started, 6)
-            self.history_.append({"clock": self.clock, "elapsed": elapsed, **runtime.pending})
+            self._record({"clock": self.clock, "elapsed": elapsed, **runtime.pending})
         if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
             self._checkpoint(self.clock)
         solve_seconds = time.perf_counter() - runtime.started
@@ -613,15 +597,16 @@ class Algorithm:
         same sizes, so shares are cut alike and a file that grows while the
         job runs is read only up to what it held now."""
         from paracel.io import lines
+        from paracel.waiting import bcast_json
 
         job = self._runtime.job
         sizes = None
         if self.worker_id == 0 and job.input is not None:
             sizes = {path: os.path.getsize(path) for path in config.input_files(job.input)}
-        lines.agree_sizes(_bcast_json(self.comm, sizes) or {})
+        lines.agree_sizes(bcast_json(self.comm, sizes) or {})
 
     def _write_metrics(self, solve_seconds):
-        from paracel.waiting import wait_request
+        from paracel.waiting import gather_json, wait_request
 
         runtime = self._runtime
         self._barrier(watch.END)
@@ -631,7 +616,7 @@ class Algorithm:
                         dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
-        histories = _gather_json(self.comm, _plain(self.history_))
+        histories = gather_json(self.comm, _plain(self.history_))
         if self.worker_id != 0:
             return
         server_stats = runtime.client.stats()
@@ -667,39 +652,6 @@ class Algorithm:
 def _cache_counts(cache):
     """(hits, misses) of the worker's parameter cache; zeros without one."""
     return (0, 0) if cache is None else (cache.hits, cache.misses)
-
-
-def _gather_json(comm, value):
-    """Every worker's JSON-able ``value``, in worker order, on worker 0 (else
-    ``None``): gathered as UTF-8 bytes with non-blocking collectives, so no
-    rank spins while it waits."""
-    from paracel.waiting import wait_request
-
-    data = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
-    root = comm.Get_rank() == 0
-    sizes = np.zeros(comm.Get_size(), dtype=np.int64) if root else None
-    wait_request(comm.Igather(np.array([data.size], dtype=np.int64), sizes, root=0))
-    joined = np.empty(int(sizes.sum()), dtype=np.uint8) if root else None
-    wait_request(comm.Igatherv(data, [joined, sizes] if root else None, root=0))
-    if not root:
-        return None
-    cuts = np.cumsum(sizes)[:-1]
-    return [json.loads(part.tobytes()) for part in np.split(joined, cuts)]
-
-
-def _bcast_json(comm, value):
-    """Worker 0's JSON-able ``value`` on every worker, with non-blocking
-    collectives (no rank spins while it waits)."""
-    from paracel.waiting import wait_request
-
-    root = comm.Get_rank() == 0
-    data = np.frombuffer(bytearray(json.dumps(value).encode()), dtype=np.uint8) if root else None
-    size = np.array([data.size if root else 0], dtype=np.int64)
-    wait_request(comm.Ibcast(size, root=0))
-    if not root:
-        data = np.empty(int(size[0]), dtype=np.uint8)
-    wait_request(comm.Ibcast(data, root=0))
-    return json.loads(data.tobytes())
 
 
 def _short(value):

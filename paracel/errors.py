@@ -23,6 +23,11 @@ class DataError(UserError):
     """An input file is missing, unreadable or malformed; names file and line."""
 
 
+class CheckpointError(UserError):
+    """A checkpoint is missing, damaged, or not of this job; names the folder
+    or file and what is wrong."""
+
+
 class RemoteError(ParacelError):
     """A server failed to carry out a request (for example an update function
     raised); the message carries the server's traceback."""

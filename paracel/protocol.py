@@ -10,7 +10,10 @@ ever pickled.
 Value specs (tuples, first item the kind):
 
 ``("s", obj)``
-    A Python scalar (int, float, bool, complex, str, bytes, None).
+    A Python scalar (int, float, bool, complex, str, bytes, None). numpy
+    scalars travel as the Python scalar they hold, subclasses of Python
+    scalars (an ``IntEnum``) as their base type: what a server keeps is
+    always a plain value, which a checkpoint can store exactly.
 ``("a", descr, shape, payload)``
     A numpy array; ``payload`` is ``bytes`` (inline) or the index of its
     out-of-line buffer.
@@ -156,7 +159,7 @@ def encode(value, buffers):
     if isinstance(value, np.ndarray):
         return _encode_array(value, buffers)
     if isinstance(value, SCALAR_TYPES):
-        return ("s", value.item() if isinstance(value, np.generic) else value)
+        return ("s", _plain_scalar(value))
     if isinstance(value, (tuple, list)):
         kind = "t" if isinstance(value, tuple) else "l"
         return (kind, [encode(item, buffers) for item in value])
@@ -165,6 +168,14 @@ def encode(value, buffers):
     raise UserError(
         f"values of type {type(value).__name__} cannot be stored; use numpy arrays, "
         "scipy.sparse matrices, Python scalars, or tuples/lists of them")
+
+
+def _plain_scalar(value):
+    """A numpy scalar's Python value, or a Python scalar subclass's base value."""
+    if isinstance(value, np.generic):
+        return value.item()
+    base = next(base for base in (int, float, complex, str, bytes) if isinstance(value, base))
+    return base(value)
 
 
 def check_storable(value):

@@ -59,6 +59,7 @@ class Runtime:
     clock: object
     job: object
     resume: str = None
+    checkpointer: object = None
     last_checkpoint: int = None
     started: float = 0.0
     clock_started: float = None
@@ -80,9 +81,11 @@ def parse_args(argv):
     parser.add_argument("--staleness", help="SSP bound, or 'null' for asynchronous")
     parser.add_argument("--output", help="output folder (overrides the job)")
     parser.add_argument("--resume", action="store_true",
-                        help="restart from the newest complete checkpoint of the job")
+                        help="restart from the newest verified checkpoint of the job")
+    parser.add_argument("--resume-from", help=argparse.SUPPRESS)  # the launcher's choice
     parser.add_argument("--overwrite", action="store_true",
-                        help="reuse an output folder that holds another job's results")
+                        help="reuse an output folder that holds another job's results, and "
+                             "move aside the checkpoints of an earlier run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a job key, e.g. params.alpha=0.05 (repeatable)")
     args = parser.parse_args(argv)
@@ -175,21 +178,26 @@ def check_resumable(cls, job):
             "\"checkpoint\" key")
 
 
-def find_resume(job, workers):
-    """The checkpoint folder and manifest a ``--resume`` run starts from."""
-    from paracel.server import checkpoint
+def plan_checkpoints(job, algorithm, args, workers):
+    """Check the checkpoint folder before any rank starts: refuse a fresh run
+    among an earlier run's checkpoints (or move them aside with
+    ``--overwrite``), or pick and verify the checkpoint to resume
+    (:func:`paracel.checkpoints.plan`). Only one process acts and speaks: the
+    launcher, or world rank 0 under a hand-started mpiexec."""
+    from paracel import checkpoints
 
-    if job.checkpoint is None:
-        raise ConfigError("--resume: the job has no \"checkpoint\" key")
-    folder, manifest = checkpoint.latest(job.checkpoint["dir"])
-    if manifest["config"]["algorithm"] != job.algorithm:
-        raise ConfigError(f"--resume: {folder} is a checkpoint of algorithm "
-                          f"{manifest['config']['algorithm']!r}, not {job.algorithm!r}")
-    if manifest["num_workers"] != workers:
-        raise ConfigError(f"--resume: {folder} was taken with {manifest['num_workers']} "
-                          f"workers; this run has {workers} (servers may differ, workers "
-                          "may not)")
-    return folder, manifest
+    first = world_rank() == 0
+    return checkpoints.plan(job, workers, type(algorithm).parameters, args.resume,
+                            args.overwrite, chosen=args.resume_from,
+                            announce=_say if first else _quiet, act=first)
+
+
+def _say(text):
+    print(f"paracel: {text}", file=sys.stderr, flush=True)
+
+
+def _quiet(text):
+    """Announcements of the ranks that are not the first: rank 0 speaks."""
 
 
 def check_output(job, overwrite):
@@ -283,8 +291,10 @@ def open_mpi_settings(environ):
     return settings
 
 
-def launch(job, algorithm, resume=None):
-    """Take this rank's role in the job (every rank calls this under mpiexec)."""
+def launch(job, algorithm, origin=None):
+    """Take this rank's role in the job (every rank calls this under mpiexec);
+    ``origin`` is where a run with checkpoints starts
+    (:class:`paracel.checkpoints.Origin`)."""
     for name, value in open_mpi_settings(os.environ).items():
         os.environ.setdefault(name, value)
     from mpi4py import MPI
@@ -293,10 +303,14 @@ def launch(job, algorithm, resume=None):
     tag = f"rank {MPI.COMM_WORLD.Get_rank()}"
     signal.signal(signal.SIGTERM, _terminated)
     try:
+        if origin is not None:
+            from paracel.checkpoints import agree
+
+            origin = agree(MPI.COMM_WORLD, origin)
         topology = _split(MPI.COMM_WORLD, job)
         tag = topology.tag
         logs.setup(tag, job.log_level)
-        _run_role(topology, job, algorithm, resume)
+        _run_role(topology, job, algorithm, origin)
         return 0
     except UserError as error:
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
@@ -336,23 +350,26 @@ def _split(world, job):
     return topology.split(world, job.servers)
 
 
-def _run_role(topology, job, algorithm, resume):
+def _run_role(topology, job, algorithm, origin):
     from paracel import ssp
+    from paracel.checkpoints import Checkpointer
     from paracel.client import Client
     from paracel.partition import Ring
     from paracel.server import checkpoint
     from paracel.server.serve import Server
 
     worker = topology.index if topology.role == "worker" else None
-    folder, manifest = resume or (None, {"clock": 0})
+    folder = origin.folder if origin else None
     clock = ssp.ClockTable(topology.ps, topology.server_ranks[0], worker,
-                           topology.num_workers, job.staleness, start=manifest["clock"])
+                           topology.num_workers, job.staleness,
+                           start=origin.manifest["clock"] if folder else 0)
     ring = Ring(topology.num_servers)
     if worker is None:
         server = Server(topology.ps, topology.index, topology.num_workers,
                         job.request_timeout)
         if folder:
-            server.store.table = checkpoint.load_shard(folder, topology.index, ring)
+            server.store.table = checkpoint.load_shard(folder, origin.manifest, topology.index,
+                                                       ring)
         server.serve()
     else:
         client = Client(topology.ps, topology.server_ranks, ring)
@@ -360,7 +377,8 @@ def _run_role(topology, job, algorithm, resume):
             from paracel.cache import ParamCache
 
             client.cache = ParamCache(clock)
-        algorithm.run(Runtime(topology, client, clock, job, folder))
+        checkpointer = Checkpointer(job, origin, topology) if origin else None
+        algorithm.run(Runtime(topology, client, clock, job, folder, checkpointer))
     clock.free()
 
 
@@ -396,7 +414,7 @@ def main(argv=None):
 
         processes = job.processes if size is None else size
         check_size(processes, job.servers)
-        resume = find_resume(job, processes - job.servers) if args.resume else None
+        origin = plan_checkpoints(job, algorithm, args, processes - job.servers)
     except UserError as error:
         # Under mpiexec every rank checks the job. Rank 0 reports at once;
         # another rank reports only if still alive a second later: when rank
@@ -411,8 +429,9 @@ def main(argv=None):
                   flush=True)
         return EXIT_USER_ERROR
     if size is None:
-        return relaunch(job, argv)
-    return launch(job, algorithm, resume)
+        chosen = ["--resume-from", origin.folder] if origin and origin.folder else []
+        return relaunch(job, [*argv, *chosen])
+    return launch(job, algorithm, origin)
 
 
 if __name__ == "__main__":

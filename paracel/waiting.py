@@ -6,8 +6,11 @@ project goes through :class:`Backoff`: right after activity it polls with
 ``sched_yield`` between tries (cheap, and gives the core away if anyone else
 can run), then falls back to sleeps that double up to a cap, so an idle rank
 costs well under 1 % of a core while a busy one answers within microseconds.
+Small JSON values are gathered and broadcast the same way
+(:func:`gather_json`, :func:`bcast_json`).
 """
 
+import json
 import os
 import time
 
@@ -81,3 +84,37 @@ def wait_request(request, backoff=None):
 
     requests = request if isinstance(request, list) else [request]
     wait_for(lambda: True if MPI.Request.Testall(requests) else None, backoff)
+
+
+def gather_json(comm, value):
+    """Every rank's JSON-able ``value``, in rank order, on rank 0 (else
+    ``None``): gathered as UTF-8 bytes with non-blocking collectives, so no
+    rank spins while it waits."""
+    import numpy as np
+
+    data = np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+    root = comm.Get_rank() == 0
+    sizes = np.zeros(comm.Get_size(), dtype=np.int64) if root else None
+    wait_request(comm.Igather(np.array([data.size], dtype=np.int64), sizes, root=0))
+    joined = np.empty(int(sizes.sum()), dtype=np.uint8) if root else None
+    wait_request(comm.Igatherv(data, [joined, sizes] if root else None, root=0))
+    if not root:
+        return None
+    cuts = np.cumsum(sizes)[:-1]
+    return [json.loads(part.tobytes()) for part in np.split(joined, cuts)]
+
+
+def bcast_json(comm, value):
+    """Rank 0's JSON-able ``value`` on every rank of ``comm`` (the others pass
+    anything), with non-blocking collectives."""
+    import numpy as np
+
+    root = comm.Get_rank() == 0
+    data = np.frombuffer(bytearray(json.dumps(value).encode()), dtype=np.uint8) if root \
+        else None  # writable: a broadcast buffer is the receive buffer too
+    size = np.array([data.size if root else 0], dtype=np.int64)
+    wait_request(comm.Ibcast(size, root=0))
+    if not root:
+        data = np.empty(int(size[0]), dtype=np.uint8)
+    wait_request(comm.Ibcast(data, root=0))
+    return json.loads(data.tobytes())

@@ -59,3 +59,38 @@ class Accumulate(paracel.Algorithm):
         self.rng_ = np.random.default_rng()
         self.rng_.bit_generator.state = state["rng"]
         self.total_ = state["total"]
+
+
+class BigTable(paracel.Algorithm):
+    """Worker 0 stores one array of ``megabytes`` MiB, then every worker
+    commits ``clocks`` clocks (checkpoints write the array each time)."""
+
+    parameters = {"megabytes": paracel.Param(int, 32, "size of the stored array, MiB"),
+                  "clocks": paracel.Param(int, 2, "how many clocks")}
+
+    def solve(self):
+        if self.worker_id == 0 and not self.resumed:
+            self.write("big", np.ones(self.megabytes << 17))
+        while self.clock < self.clocks:
+            self.iter_commit()
+        return {}
+
+    def state(self):
+        return {}
+
+    def restore(self, state):
+        pass
+
+
+class BadState(paracel.Algorithm):
+    """Keeps in its state something a checkpoint cannot store (a set)."""
+
+    def solve(self):
+        self.iter_commit()
+        return {}
+
+    def state(self):
+        return {"rng": {"seen": {1, 2}}}
+
+    def restore(self, state):
+        pass

@@ -265,6 +265,21 @@ def test_numpy_scalars_become_python(value, kind):
     assert result == value
 
 
+def test_subclasses_of_python_scalars_travel_as_their_base_type():
+    import enum
+
+    class Colour(enum.IntEnum):
+        RED = 3
+
+    class Name(str):
+        pass
+
+    for value, kind in [(Colour.RED, int), (Name("x"), str)]:
+        result, spec, _ = round_trip(value)
+        assert type(spec[1]) is kind and type(result) is kind  # no user class is pickled
+        assert result == value
+
+
 def test_nested_tuples_and_lists():
     value = (np.array([1, 2], dtype=np.int32), [3.5, ("x", None), []],
              sp.csr_matrix(np.eye(2)), np.zeros(INLINE_LIMIT // 8 + 1))

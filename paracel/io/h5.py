@@ -3,13 +3,17 @@
 Input datasets are read by row slices: worker ``part`` of ``parts`` reads
 rows ``[part * n // parts, (part + 1) * n // parts)`` only. Models (distributed
 matrices) are written to one file, one dataset per matrix named for it, with
-its block layout as attributes; they are written to a temporary file and
-renamed, so a crash never leaves a half-written model under the real name.
+its block layout as attributes; they are written inside a new private
+folder (``tempfile.mkdtemp`` next to the model: nobody else can plant a file
+or symlink there) and renamed into place, so a crash never leaves a
+half-written model under the real name.
 A model file can be read back into a job with any number of servers or
 workers (warm start).
 """
 
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -54,13 +58,17 @@ def save_matrices(path, matrices, attrs=None):
     attrs : dict, optional
         Extra file attributes (JSON-able scalars and strings).
     """
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with _open(temporary, "w") as handle:
-        for key, value in (attrs or {}).items():
-            handle.attrs[key] = value
-        for matrix in matrices:
-            _save_one(handle, matrix)
-    os.replace(temporary, path)
+    private = tempfile.mkdtemp(prefix=".model-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        temporary = os.path.join(private, "model.h5")
+        with _open(temporary, "w") as handle:
+            for key, value in (attrs or {}).items():
+                handle.attrs[key] = value
+            for matrix in matrices:
+                _save_one(handle, matrix)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _save_one(handle, matrix):

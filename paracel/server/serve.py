@@ -205,9 +205,9 @@ class Server:
         """Nothing to apply: a fence asks only for the ack."""
 
     def _checkpoint(self, source, keys, folder, payload):
-        path = os.path.join(folder, f"server-{self.server_id}.h5")
-        checkpoint.write_table(path, self.store.table)
-        self._reply(source, path)
+        """Write the table into checkpoint staging ``folder``; the reply is the
+        file's name, size and checksum, for the manifest."""
+        self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.table))
 
     def _done(self, source, keys, arg, payload):
         self.finished.add(source)
