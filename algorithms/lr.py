@@ -117,6 +117,27 @@ iteration late, so it costs no extra barrier. ``epochs`` bounds the
 iterations; with ``tol`` set, GD stops when ``max |x_new - x| <= tol * max |x|``
 (intercept included) for ``n_iter_no_change`` iterations in a row.
 
+Checkpoints and resume
+----------------------
+A worker's state (:meth:`LogisticRegression.state`) is its loop's progress.
+SGD's (:class:`SGDProgress`): the pass and batch it is at, the pass's loss
+sums so far, the ``tol`` test's best loss and count, and its generator's
+state before the pass's shuffle, so a resumed job draws the same shuffle and
+takes the next batch. GD's (:class:`GDProgress`): the intercept at ``x`` and
+``y`` (kept by every worker), the momentum and restart terms, the ``tol``
+count and the sums its last phase 2 found; iteration ``t`` is clock ``t``.
+What a fresh job writes before clock 1 (the matrices' start, ``init_model``,
+the document frequencies, the intercept's copy) a resumed one finds on the
+servers; every later push is made within a clock that ``iter_commit`` ends.
+The SGD ``tol`` test after a pass's last clock belongs to the next clock: a
+job resumed there makes it. After the loop the trained intercept (and, for
+l1 SGD, the weights) are copied into ``intercept`` and ``w`` with
+``replace``, copies of values that no longer change, so a finished job that
+is resumed makes the same copies and writes the same output. At staleness 0
+a resumed GD job, or SGD with one worker, gives bitwise the results of an
+uninterrupted run; SGD with several workers is not bit-reproducible anyway
+(above).
+
 Input, output, metrics
 ----------------------
 Input: LIBSVM/svmlight files (``label idx:val ...``), indices 1-based unless
