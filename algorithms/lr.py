@@ -136,7 +136,9 @@ l1 SGD, the weights) are copied into ``intercept`` and ``w`` with
 is resumed makes the same copies and writes the same output. At staleness 0
 a resumed GD job, or SGD with one worker, gives bitwise the results of an
 uninterrupted run; SGD with several workers is not bit-reproducible anyway
-(above).
+(above). SGD without ``tol`` takes checkpoints at staleness 0 only: otherwise
+each worker stops at its own clock, and a checkpoint needs them all at the
+same one (:meth:`LogisticRegression.check_job` refuses the job).
 
 Input, output, metrics
 ----------------------
@@ -338,6 +340,17 @@ class LogisticRegression(paracel.Algorithm):
             raise ConfigError(f"params.C: must be > 0, got {self.C!r}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise ConfigError(f"params.learning_rate: must be > 0, got {self.learning_rate!r}")
+
+    def check_job(self, job):
+        """Refuse checkpoints for SGD without ``tol`` at a staleness other
+        than 0: each worker then stops at its own clock (once all of them
+        together made the budget of steps), and a checkpoint needs every
+        worker at the same clock."""
+        if (job.checkpoint is not None and self.method == "sgd" and self.tol is None
+                and job.staleness != 0):
+            raise ConfigError("checkpoint: lr's SGD without tol stops each worker at its own "
+                              "clock unless staleness is 0, and a checkpoint needs every "
+                              "worker at the same clock; set staleness 0 or params.tol")
 
     # -- the run -----------------------------------------------------------
 
