@@ -50,14 +50,14 @@ The output is written from those after the last λ.
 Checkpoints and resume
 ----------------------
 Every push is made within a clock: the zero user factors and the sums for
-μ before clock 1, each λ's starting item factors in its first clock (with
-the first user half-step), the best λ's copy in its last. A worker's state
-(:meth:`ALS.state`) is μ and the error sums of the λ finished so far; which
-λ, iteration and half-step come next follows from the clock (three clocks an
-iteration, ``3 × iterations`` a λ). A resumed job loads and splits the
-ratings again, skips what comes before clock 1, has worker 0 report the
-evaluation clock it resumed after (if it did), and goes on with the next
-clock. The output only reads the servers, so a finished job that is resumed
+μ in the first (before the first half-step), each λ's starting item factors
+in its first clock (with the user half-step), the best λ's copy in its
+last. A worker's state (:meth:`ALS.state`) is μ and the error sums of the λs
+finished so far; which λ, iteration and half-step come next follows from
+the clock (three clocks an iteration, ``3 × iterations`` a λ). A resumed job
+loads and splits the ratings again, skips what precedes the first half-step,
+has worker 0 report the evaluation clock it resumed after (if it did), and
+goes on with the next clock. The output only reads the servers, so a finished job that is resumed
 writes it again the same. With staleness 0 a resumed job's results are
 bitwise those of an uninterrupted run.
 
