@@ -57,9 +57,9 @@ finished so far; which λ, iteration and half-step come next follows from
 the clock (three clocks an iteration, ``3 × iterations`` a λ). A resumed job
 loads and splits the ratings again, skips what precedes the first half-step,
 has worker 0 report the evaluation clock it resumed after (if it did), and
-goes on with the next clock. The output only reads the servers, so a finished job that is resumed
-writes it again the same. With staleness 0 a resumed job's results are
-bitwise those of an uninterrupted run.
+goes on with the next clock. The output only reads the servers, so a
+finished job that is resumed writes it again the same. With staleness 0 a
+resumed job's results are bitwise those of an uninterrupted run.
 
 Validation split
 ----------------
