@@ -338,6 +338,18 @@ def test_bad_labels_exit_2(run_job, tmp_path, labels, message):
     assert message in result.stderr
 
 
+def test_checkpoints_refused_where_workers_stop_at_their_own_clocks(run_job, tmp_path,
+                                                                   datasets):
+    """SGD without tol at staleness 2: the workers stop at different clocks
+    (measured: the final checkpoint then failed in 2 of 7 runs)."""
+    result = run_job(ALGORITHM, processes=3, servers=1, staleness=2, input=datasets["cancer"],
+                     params={"method": "sgd", "tol": None},
+                     checkpoint={"dir": str(tmp_path / "ckpt"), "every": 5})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "checkpoint: lr's SGD without tol stops each worker at its own clock" in \
+        result.stderr
+
+
 @pytest.mark.parametrize("params,message", [
     ({"C": 0}, "params.C: must be > 0"),
     ({"learning_rate": 0.0}, "params.learning_rate: must be > 0"),
