@@ -438,14 +438,15 @@ class LogisticRegression(paracel.Algorithm):
                                 f"has {self.n_features_} features")
             if self.resumed:                          # already loaded, and trained since
                 return w, intercept
-            w = self.load_model(self.init_model, "w", block_rows=self.block_rows_)
+            w = self.load_model(self.init_model, "w", block_rows=self.block_rows_,
+                                dtype=np.float64)
             if self.fit_intercept:
                 try:
                     h5.matrix_info(self.init_model, "intercept")
                 except DataError:
                     pass
                 else:
-                    intercept = self.load_model(self.init_model, "intercept")
+                    intercept = self.load_model(self.init_model, "intercept", dtype=np.float64)
         return w, intercept
 
     def _my_blocks_of(self, matrix):
