@@ -534,6 +534,13 @@ class Algorithm:
         self._runtime.last_checkpoint = self.clock
         self.log.info("resumed from %s at clock %d", self._runtime.resume, self.clock)
 
+    def _finished_before(self):
+        """Whether this run resumed from the checkpoint taken after ``solve()``
+        returned: its history already ends with what the final phase, run
+        again now, reports (recording it again would repeat it)."""
+        last = self.history_[-1] if self.history_ else {}
+        return last.get("final", False) and last.get("clock") == self.clock
+
     def _record(self, entry):
         """Append a history entry (and keep it for the next checkpoint)."""
         self.history_.append(entry)
@@ -581,9 +588,10 @@ class Algorithm:
         result = self.solve()
         if isinstance(result, dict):
             self.metrics_.update(result)
-        if runtime.pending:  # reported after the last clock
+        if runtime.pending and not self._finished_before():  # reported after the last clock
             elapsed = round(time.perf_counter() - runtime.started, 6)
-            self._record({"clock": self.clock, "elapsed": elapsed, **runtime.pending})
+            self._record({"clock": self.clock, "elapsed": elapsed, "final": True,
+                          **runtime.pending})
         if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
             self._checkpoint(self.clock)
         solve_seconds = time.perf_counter() - runtime.started

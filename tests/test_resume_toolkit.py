@@ -9,8 +9,8 @@ checkpoint every 2 clocks, or every clock if it has fewer than 4) with one
 worker SIGKILLed (``tests/kill_at.py``) right after a clock chosen at random
 between the first checkpoint and the last clock, or after ``solve()``
 returned, so it resumes from that clock or from the one before. Then
-``--resume`` must finish it, and its metrics and every output file must
-equal the reference's: bitwise where the case's tolerance is 0,
+``--resume`` must finish it, and its metrics, worker 0's history (what it
+reported at each clock) and every output file must equal the reference's: bitwise where the case's tolerance is 0,
 numbers within ``rtol``/``atol`` otherwise (stated per case, with why).
 The random choice is printed; ``PARACEL_TEST_SEED`` repeats one.
 """
@@ -150,7 +150,16 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, name):
     assert "resumed from" in err, where
     got = metrics_of(tmp_path / "job-out")
     assert_same(got["metrics"], expected["metrics"], case, f"{where}: metrics")
+    assert_same(progress(got), progress(expected), case, f"{where}: history")
     assert_same_outputs(tmp_path / "job-out", tmp_path / "reference-out", case, where)
+
+
+def progress(metrics):
+    """Worker 0's history without its timings: the clocks and what was
+    reported at each (a resume must neither lose nor repeat an entry)."""
+    timings = {"elapsed", "wait", "sync", "comm"}
+    return [{key: value for key, value in entry.items() if key not in timings}
+            for entry in metrics["history"]]
 
 
 def assert_same_outputs(got, expected, case, where):
