@@ -3,14 +3,16 @@ learning on MPI.
 
 Users subclass :class:`Algorithm`, declare its parameters with
 :class:`Param`, and register server-side update functions with
-:func:`update_function`. Importing this package does not start MPI.
+:func:`update_function` (and, for row tables, :func:`row_function` and
+:func:`table_function`). Importing this package does not start MPI.
 """
 
 from paracel.algorithm import Algorithm
 from paracel.config import Param
 from paracel.errors import ConfigError, DataError, ParacelError, RemoteError, UserError
+from paracel.server.rowfns import row_function, table_function
 from paracel.server.updates import update_function
 
-__all__ = ["Algorithm", "Param", "update_function", "ParacelError", "UserError",
-           "ConfigError", "DataError", "RemoteError"]
+__all__ = ["Algorithm", "Param", "update_function", "row_function", "table_function",
+           "ParacelError", "UserError", "ConfigError", "DataError", "RemoteError"]
 __version__ = "0.1.0"
