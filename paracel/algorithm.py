@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from paracel import config, watch
+from paracel import config, mpiexec, watch
 
 _NO_DEFAULT = object()
 
@@ -630,6 +630,7 @@ class Algorithm:
         server_stats = runtime.client.stats()
         report = {
             "job": runtime.job.path,
+            "launch": os.environ.get(mpiexec.TOKEN),
             "algorithm": runtime.job.algorithm,
             "workers": self.num_workers,
             "servers": self.num_servers,

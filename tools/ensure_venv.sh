@@ -24,3 +24,10 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
     fi
     touch "$stamp"
 fi
+# Open MPI's own defaults for this venv: more ranks than cores are allowed, so
+# a hand-started "mpiexec -n 16 python -m paracel.run job.json" runs on a
+# small machine too (ranks that wait sleep; see README "Running jobs").
+params="$venv/etc/prte-mca-params.conf"
+if [ -f "$params" ] && ! grep -q "^rmaps_default_mapping_policy" "$params"; then
+    echo "rmaps_default_mapping_policy = :oversubscribe" >> "$params"
+fi
