@@ -272,6 +272,9 @@ def _run_role(topology, job, algorithm, origin):
     from paracel.server import checkpoint
     from paracel.server.serve import Server
 
+    from paracel.io.outputs import check_shared
+
+    check_shared(topology.ps, [job.output] + ([job.checkpoint["dir"]] if job.checkpoint else []))
     worker = topology.index if topology.role == "worker" else None
     folder = origin.folder if origin else None
     clock = ssp.ClockTable(topology.ps, topology.server_ranks[0], worker,

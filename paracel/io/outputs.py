@@ -15,6 +15,8 @@ place: a file that exists is complete.
 
 import contextlib
 import os
+import secrets
+import socket
 import tempfile
 
 from paracel.errors import UserError
@@ -84,6 +86,39 @@ def atomic_file(folder, name, mode="w"):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+def check_shared(comm, folders):
+    """Make sure every rank of ``comm`` sees the same ``folders`` (collective).
+
+    Rank 0 creates each folder and leaves a fresh random mark in it; every
+    rank then looks for that mark. A rank on a host where the folder is
+    missing, or is another folder at the same path (a host-local disk),
+    raises a :class:`UserError` naming its host and the folder: results and
+    checkpoints need one filesystem shared by every host at the same path.
+    """
+    from paracel.waiting import bcast_json, wait_request
+
+    mark = f".paracel-shared-{secrets.token_hex(8)}" if comm.Get_rank() == 0 else None
+    if mark is not None:
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            with atomic_file(folder, mark) as handle:
+                handle.write(mark)
+    mark = bcast_json(comm, mark)
+    try:
+        for folder in folders:
+            if not os.path.exists(os.path.join(folder, mark)):
+                raise UserError(f"{folder}: this folder is not shared with rank 0's host "
+                                f"(rank {comm.Get_rank()} on {socket.gethostname()} does not "
+                                "see it): every host needs it on a shared filesystem at the "
+                                "same path")
+    finally:
+        wait_request(comm.Ibarrier())
+        if comm.Get_rank() == 0:
+            for folder in folders:
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(folder, mark))
 
 
 def _forget_outputs(folder):
