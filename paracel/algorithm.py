@@ -620,8 +620,8 @@ class Algorithm:
         self._barrier(watch.END)
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
                          runtime.skipped, runtime.client.comm_seconds,
-                         runtime.sync_seconds, *_cache_counts(runtime.client.cache)],
-                        dtype=np.float64)
+                         runtime.sync_seconds, *_cache_counts(runtime.client.cache),
+                         runtime.clock.commit_seconds], dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
         histories = gather_json(self.comm, _plain(self.history_))
@@ -646,7 +646,10 @@ class Algorithm:
                 "per_worker_cache_hits": every[:, 6].astype(int).tolist(),
                 "per_worker_cache_misses": every[:, 7].astype(int).tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
+                "per_worker_commit_seconds": every[:, 8].tolist(),
+                "clock_table": type(runtime.clock).__name__,
             },
+            "placement": runtime.topology.placement(),
             "server_stats": server_stats,
             "history": _plain(self.history_),
             "worker_history": histories,

@@ -277,13 +277,16 @@ def _run_role(topology, job, algorithm, origin):
     check_shared(topology.ps, [job.output] + ([job.checkpoint["dir"]] if job.checkpoint else []))
     worker = topology.index if topology.role == "worker" else None
     folder = origin.folder if origin else None
-    clock = ssp.ClockTable(topology.ps, topology.server_ranks[0], worker,
-                           topology.num_workers, job.staleness,
-                           start=origin.manifest["clock"] if folder else 0)
+    start = origin.manifest["clock"] if folder else 0
+    windowed = job.clock == "window" or job.clock == "auto" and topology.single_host
+    clock = clock_table(topology, worker, job.staleness, start, windowed)
     ring = Ring(topology.num_servers)
     if worker is None:
+        service = None
+        if not windowed and topology.index == 0:
+            service = ssp.ClockService(topology.ps, topology.worker_ranks, job.staleness, start)
         server = Server(topology.ps, topology.index, topology.num_workers,
-                        job.request_timeout)
+                        job.request_timeout, service)
         if folder:
             server.store.table = checkpoint.load_shard(folder, origin.manifest, topology.index,
                                                        ring)
@@ -297,6 +300,17 @@ def _run_role(topology, job, algorithm, origin):
         checkpointer = Checkpointer(job, origin, topology) if origin else None
         algorithm.run(Runtime(topology, client, clock, job, folder, checkpointer))
     clock.free()
+
+
+def clock_table(topology, worker, staleness, start, windowed):
+    """The clock table (collective): a one-sided window (by default when
+    every rank runs on one host: shared memory) or messages to server 0
+    (by default across hosts: never a window on another host)."""
+    from paracel import ssp
+
+    kind = ssp.ClockTable if windowed else ssp.MessageClock
+    return kind(topology.ps, topology.server_ranks[0], worker, topology.num_workers,
+                staleness, start=start)
 
 
 def _abort(world, message, code):

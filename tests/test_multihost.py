@@ -77,6 +77,10 @@ def test_a_job_across_two_hosts_gives_the_single_host_result(hosts, tmp_path, ru
     alone = run_job("wc", processes=4, servers=1, input=TEXT, output=str(tmp_path / "alone"))
     spread = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert spread["metrics"] == alone.metrics["metrics"]
+    a, b = made.names
+    assert spread["placement"] == {"workers": [a, a, b], "servers": [b]}
+    assert spread["timings"]["clock_table"] == "MessageClock"
+    assert alone.metrics["timings"]["clock_table"] == "ClockTable"
     for name in ("topk.txt", "wc_0", "wc_1", "wc_2"):
         assert (tmp_path / "out" / name).read_text() == alone.read(name)
 
@@ -131,5 +135,5 @@ def test_a_host_that_does_not_share_the_output_folder_is_named(hosts, tmp_path):
     code, err, seconds = finish(start(made, job), 60)
     assert code == 2, err[-3000:]
     assert f"{local / 'out'}: this folder is not shared with rank 0's host" in err
-    assert f"on {made.names[1]}" in err
+    assert f"on {made.names[1]}" in err and err.count("is not shared") == 1
     assert "Traceback" not in err

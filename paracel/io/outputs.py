@@ -97,28 +97,31 @@ def check_shared(comm, folders):
     raises a :class:`UserError` naming its host and the folder: results and
     checkpoints need one filesystem shared by every host at the same path.
     """
-    from paracel.waiting import bcast_json, wait_request
+    from paracel.waiting import allgather_json, bcast_json
+    from paracel.watch import ReportedElsewhere
 
-    mark = f".paracel-shared-{secrets.token_hex(8)}" if comm.Get_rank() == 0 else None
+    rank = comm.Get_rank()
+    mark = f".paracel-shared-{secrets.token_hex(8)}" if rank == 0 else None
     if mark is not None:
         for folder in folders:
             os.makedirs(folder, exist_ok=True)
             with atomic_file(folder, mark) as handle:
                 handle.write(mark)
     mark = bcast_json(comm, mark)
-    try:
+    unseen = [folder for folder in folders if not os.path.exists(os.path.join(folder, mark))]
+    problems = allgather_json(comm, unseen[0] if unseen else None)
+    if rank == 0:
         for folder in folders:
-            if not os.path.exists(os.path.join(folder, mark)):
-                raise UserError(f"{folder}: this folder is not shared with rank 0's host "
-                                f"(rank {comm.Get_rank()} on {socket.gethostname()} does not "
-                                "see it): every host needs it on a shared filesystem at the "
-                                "same path")
-    finally:
-        wait_request(comm.Ibarrier())
-        if comm.Get_rank() == 0:
-            for folder in folders:
-                with contextlib.suppress(OSError):
-                    os.remove(os.path.join(folder, mark))
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, mark))
+    first = next((r for r, problem in enumerate(problems) if problem), None)
+    if first is None:
+        return
+    if first != rank:
+        raise ReportedElsewhere()
+    raise UserError(f"{unseen[0]}: this folder is not shared with rank 0's host (rank {rank} "
+                    f"on {socket.gethostname()} does not see it): every host needs it on a "
+                    "shared filesystem at the same path")
 
 
 def _forget_outputs(folder):

@@ -50,11 +50,14 @@ class Server:
     request_timeout : float, optional
         Seconds an update function may run before the job is stopped (a
         function that never returns would otherwise hang every rank).
+    clock : paracel.ssp.ClockService, optional
+        The clock table this server keeps (server 0, across hosts).
     """
 
-    def __init__(self, comm, server_id, num_workers, request_timeout=None):
+    def __init__(self, comm, server_id, num_workers, request_timeout=None, clock=None):
         self.comm = comm
         self.request_timeout = request_timeout
+        self.clock = clock
         self.server_id = server_id
         self.num_workers = num_workers
         self.store = Store()
@@ -68,7 +71,7 @@ class Server:
             "read": self._read, "read_rows": self._read_rows, "write": self._write, "update": self._update,
             "contains": self._contains, "remove": self._remove, "keys": self._keys,
             "fence": self._fence, "done": self._done, "stats": self._stats,
-            "checkpoint": self._checkpoint,
+            "checkpoint": self._checkpoint, "clock": self._clock,
         }
 
     def serve(self):
@@ -208,6 +211,10 @@ class Server:
         """Write the table into checkpoint staging ``folder``; the reply is the
         file's name, size and checksum, for the manifest."""
         self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.table))
+
+    def _clock(self, source, keys, arg, payload):
+        """A message of a worker's :class:`paracel.ssp.MessageClock`."""
+        self.clock.handle(source, arg)
 
     def _done(self, source, keys, arg, payload):
         self.finished.add(source)
