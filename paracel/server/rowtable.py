@@ -20,7 +20,7 @@ absent ids cost no extra pass.
 
 import numpy as np
 
-from paracel.errors import UserError
+from paracel.errors import CheckpointError, UserError
 from paracel.server import rowfns
 from paracel.server.idmap import IdMap
 
@@ -229,7 +229,7 @@ def check_saved(name, saved):
     except (TypeError, ValueError, AttributeError):
         fits = False
     if not fits:
-        raise UserError(f"row table {name!r}: its saved arrays do not fit together")
+        raise CheckpointError(f"row table {name!r}: its saved arrays do not fit together")
     return saved
 
 
