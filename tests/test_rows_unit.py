@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from paracel import protocol
 from paracel.errors import CheckpointError, RemoteError, UserError
 from paracel.partition import id_servers, mix64
-from paracel.rows import RowTable
+from paracel.rows import RowTable, group_by_server
 from paracel.server import checkpoint, idmap, rowfns
 from paracel.server.idmap import IdMap, distinct
 from paracel.server.rowtable import RowShard, check_saved, restore
@@ -72,6 +72,19 @@ def test_placement_is_balanced_and_the_same_in_every_process():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True, env=dict(os.environ, PYTHONHASHSEED="4242"))
     assert json.loads(out.stdout) == id_servers(EDGES, 5).tolist()
+
+
+@pytest.mark.parametrize("servers", [1, 2, 6, 7, 300])
+def test_grouping_by_server_keeps_every_id_once_in_order(servers):
+    ids = np.concatenate([EDGES, np.random.default_rng(3).integers(0, MASK, 5_000, np.uint64)])
+    groups = group_by_server(ids, servers)
+    places = id_servers(ids, servers)
+    assert sorted(np.concatenate([positions for _, positions in groups]).tolist()) == \
+        list(range(ids.size))
+    for server, positions in groups:
+        assert positions.size and (places[positions] == server).all()
+        assert (np.diff(positions) > 0).all()
+    assert [server for server, _ in groups] == sorted(set(places.tolist()))
 
 
 # -- the id map ------------------------------------------------------------------
