@@ -25,8 +25,9 @@ Built-ins
 ---------
 Pushes with ``fn="add"`` (repeated ids accumulate, like ``np.add.at``) and
 ``fn="replace"`` (the last of repeated ids wins) are built into the row
-table (:data:`BUILTIN_ROW`; deltas of the table's width). Table functions, with column numbers in ``params``:
-``dot(a, b)`` and ``sum_sq(col)`` return sums; ``axpy(alpha, x, y)``
+table (:data:`BUILTIN_ROW`; deltas of the table's width). Table functions,
+with column numbers in ``params``: ``dot(a, b)`` and ``sum_sq(col)``
+return sums; ``axpy(alpha, x, y)``
 (column y += alpha * column x), ``scale(col, a)``, ``copy(src, dst)`` and
 ``fill(col, value)`` modify the table and return ``None``.
 """
