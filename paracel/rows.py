@@ -130,7 +130,7 @@ class RowTable:
     def map(self, fn, params=()):
         """Run table function ``fn`` on every server's rows (see
         :mod:`paracel.server.rowfns`); the sum of what the servers returned
-        (``None`` if they returned nothing).
+        (numbers, or arrays of one shape; ``None`` if they returned nothing).
 
         Not collective: each call runs ``fn`` once on every server, after
         this worker's earlier pushes; ``sync()`` first to see every worker's.
@@ -138,10 +138,14 @@ class RowTable:
         fn = rowfns.name_of("table", fn)
         replies = self._ask_each("rows_map", [(server, [tuple(params)])
                                               for server in range(self.servers)], fn)
-        results = [replies[server][0] for server in range(self.servers)]
-        if all(result is None for result in results):
-            return None
-        return sum(result for result in results if result is not None)
+        results = [replies[server][0] for server in range(self.servers)
+                   if replies[server][0] is not None]
+        try:
+            return sum(results[1:], results[0]) if results else None
+        except (TypeError, ValueError):
+            raise UserError(f"row table {self.name!r}: table function {fn!r} returned "
+                            f"results that do not add up over the servers: "
+                            f"{', '.join(_kind(result) for result in results)}") from None
 
     def size(self):
         """How many rows exist (admitted ids), over all servers."""
@@ -251,6 +255,12 @@ def _flat(array):
     """A 2-d array's rows as one void item each (fast gathers and scatters)."""
     return array.view(np.dtype((np.void, array.itemsize * array.shape[1]))).reshape(
         array.shape[0])
+
+
+def _kind(value):
+    """What ``value`` is, in a few words, for messages."""
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ if shape is None else f"{type(value).__name__} {shape}"
 
 
 def _take(array, positions):

@@ -432,6 +432,22 @@ def test_row_table_against_the_reference(servers, width, admit, pushes, queries)
         assert (id_servers(store.row_shard("t").map.ids, servers) == server).all()
 
 
+def test_map_results_that_do_not_add_up_are_one_line():
+    @rowfns.table_function("test_first_column")
+    def first_column(values, params):
+        return values[:, 0]
+
+    table = RowTable(LocalServers(2), "t", 2, np.float64, 0)
+    table.create()
+    ids = np.arange(51, dtype=np.uint64)  # an odd count: the servers' shares differ
+    table.push(ids, np.ones((51, 2)))
+    with pytest.raises(UserError, match=r"^row table 't': table function 'test_first_column' "
+                                        r"returned results that do not add up over the "
+                                        r"servers: ndarray \(\d+,\), ndarray \(\d+,\)$"):
+        table.map(first_column)
+    assert table.map("count_positive", (1,)) == 51
+
+
 def test_a_push_of_one_number_per_id_fits_a_table_of_width_one():
     table = RowTable(LocalServers(2), "v", 1, np.float32, 0)
     table.create()
