@@ -48,8 +48,9 @@ class IdMap:
 
     def __init__(self, ids=None):
         ids = np.empty(0, dtype=np.uint64) if ids is None else np.asarray(ids, np.uint64)
-        self.size = 0
+        self.size = ids.size
         self._ids = np.empty(max(ids.size, 16), dtype=np.uint64)
+        self._ids[:ids.size] = ids
         self._allocate(_slots_for(ids.size))
         self._place(ids, np.arange(ids.size, dtype=np.uint64))
 
@@ -150,17 +151,15 @@ class IdMap:
         wanted = self.size + new
         if wanted <= MAX_LOAD * self._capacity:
             return
-        kept = self.ids.copy()
         self._allocate(_slots_for(wanted))
-        self.size = 0
-        self._place(kept, np.arange(kept.size, dtype=np.uint64))
+        self._place(self.ids, np.arange(self.size, dtype=np.uint64))
 
     def _place(self, ids, rows):
         """Put ``ids`` in their slots (see the module docstring).
 
-        ``rows`` gives each id's row when re-placing distinct ids; ``None``
-        looks each id up too and numbers the new ones from ``self.size`` on.
-        Returns each id's row.
+        ``rows`` gives each id's row when re-placing ids already in
+        ``self.ids``; ``None`` looks each id up too and adds the new ones as
+        rows ``self.size`` onwards. Returns each id's row.
         """
         found = np.empty(ids.size, dtype=np.int64)
         todo, keys, slot = np.arange(ids.size), ids, self._home(ids)
@@ -187,15 +186,18 @@ class IdMap:
         return found
 
     def _settle(self, ids, rows, found, winners, slots):
-        """Fill the slots won by ``winners`` with their ids and rows."""
-        new = rows[winners] if rows is not None else \
-            np.arange(self.size, self.size + winners.size, dtype=np.uint64)
+        """Fill the slots won by ``winners`` with their ids and rows (new
+        rows, unless ``rows`` gives them)."""
+        if rows is None:
+            new = np.arange(self.size, self.size + winners.size, dtype=np.uint64)
+            self._grow_ids(self.size + winners.size)
+            self._ids[self.size:self.size + winners.size] = ids[winners]
+            self.size += winners.size
+        else:
+            new = rows[winners]
         self._slots[slots, 0] = ids[winners]
         self._slots[slots, 1] = new
         found[winners] = new
-        self._grow_ids(self.size + winners.size)
-        self._ids[new.view(np.int64)] = ids[winners]
-        self.size += winners.size
 
     def _grow_ids(self, count):
         if count > self._ids.size:
