@@ -114,7 +114,7 @@ class RowTable:
         paracel.client.Handle
             ``wait()`` returns once every server has applied the push.
         """
-        fn = rowfns.name_of("row", fn)
+        fn = self._function("row", fn)
         ids = self._ids(ids)
         deltas = self._deltas(ids, deltas, fn)
         params = tuple(params)
@@ -135,7 +135,7 @@ class RowTable:
         Not collective: each call runs ``fn`` once on every server, after
         this worker's earlier pushes; ``sync()`` first to see every worker's.
         """
-        fn = rowfns.name_of("table", fn)
+        fn = self._function("table", fn)
         replies = self._ask_each("rows_map", [(server, [tuple(params)])
                                               for server in range(self.servers)], fn)
         results = [replies[server][0] for server in range(self.servers)
@@ -163,6 +163,13 @@ class RowTable:
                 np.concatenate([values for _, values in parts]))
 
     # -- plumbing -------------------------------------------------------------
+
+    def _function(self, kind, fn):
+        """The registered name of ``fn``, or a one-line error naming the table."""
+        try:
+            return rowfns.name_of(kind, fn)
+        except UserError as error:
+            raise UserError(f"row table {self.name!r}: {error}") from None
 
     def _ask_each(self, op, requests, arg=None):
         """``{server: values}`` of requests ``(server, values)`` to this table."""

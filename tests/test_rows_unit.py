@@ -219,9 +219,9 @@ def test_table_functions_against_numpy():
 
 
 @pytest.mark.parametrize("fn,params,message", [
-    ("dot", (0, 3), "table function 'dot': column 3 is not one of 0..2"),
-    ("dot", (0,), r"table function 'dot' takes params \(a, b\), got 1 value\(s\)"),
-    ("fill", (1.0, 2.0), "table function 'fill': column 1.0 is not one of 0..2"),
+    ("dot", (0, 3), "column 3 is not one of 0..2"),
+    ("dot", (0,), r"dot takes params \(a, b\), got 1 value\(s\)"),
+    ("fill", (1.0, 2.0), "column 1.0 is not one of 0..2"),
     ("nothing", (), "unknown table function 'nothing'; known: axpy, copy, ")])
 def test_bad_table_function_calls_are_user_errors(fn, params, message):
     with pytest.raises(UserError, match=message):
@@ -469,10 +469,11 @@ def test_a_push_of_one_number_per_id_fits_a_table_of_width_one():
     (lambda t: t.push([1, 2], np.ones(2)), r"deltas of shape \(2,\) do not fit 2 ids"),
     (lambda t: t.push([1], np.ones((1, 2)) * 1j), "complex128 deltas do not fit a table of "
                                                   "float64"),
-    (lambda t: t.push([1], np.ones((1, 2)), fn="nope"), "unknown row function 'nope'"),
+    (lambda t: t.push([1], np.ones((1, 2)), fn="nope"), "row table 't': unknown row "
+                                                        "function 'nope'"),
     (lambda t: t.push([1], np.ones((2, 2)), fn="clip_add"), r"row function 'clip_add' "
                                                             r"needs numeric deltas of shape"),
-    (lambda t: t.map("nope"), "unknown table function 'nope'")])
+    (lambda t: t.map("nope"), "row table 't': unknown table function 'nope'")])
 def test_bad_calls_are_one_line_user_errors(call, message):
     table = RowTable(LocalServers(1), "t", 2, np.float64, 0)
     table.create()
