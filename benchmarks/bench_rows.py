@@ -3,7 +3,9 @@
 One worker and 1 or 2 servers. A row table of width 1 or 2 is filled with
 ~4 M rows under random 64-bit ids; then the worker pulls (``T.pull``) and
 pushes (``T.push(...).wait()``, ``add``) 10 k, 100 k and 1 M ids drawn from
-the existing ones (repeats allowed), and the same exchange is made with
+the existing ones (repeats allowed) -- a push of other ids than the last
+pull's, and a push of the very ids just pulled (SGD's pull, compute, push:
+the servers reuse the rows the pull found) -- and the same exchange is made with
 raw mpi4py: the worker sends each server the same number of ids as a raw
 buffer, the server gathers (pull) or ``np.add.at``-s (push) the rows of a
 dense array, the ids being row numbers there, and sends the values back
@@ -116,20 +118,30 @@ class Bench:
         ids = self.session(fill)
         results = []
         for size in SIZES:
-            asked = None if self.is_server else ids[np.random.default_rng(size).integers(
-                0, ids.size, size)]
-            fw = self.session(lambda: self._paracel(table, asked, width))
+            asked = other = None
+            if not self.is_server:
+                draw = np.random.default_rng(size).integers(0, ids.size, (2, size))
+                asked, other = ids[draw[0]], ids[draw[1]]
+            fw = self.session(lambda: self._paracel(table, asked, other, width))
             raw = self._raw(asked, width)
             if not self.is_server:
-                results.append((size, fw[0], raw[0], fw[1], raw[1]))
+                results.append((size, fw[0], raw[0], fw[1], raw[1], fw[2]))
         return results, ids
 
-    def _paracel(self, table, asked, width):
+    def _paracel(self, table, asked, other, width):
+        """Seconds of a pull, of a push of other ids, and of a push of the
+        ids just pulled (pull untimed; the servers reuse the rows found)."""
         deltas = np.ones((asked.size, width))
         table.pull(asked)
         pull = best(lambda: table.pull(asked), self.reps)
-        push = best(lambda: table.push(asked, deltas).wait(), self.reps)
-        return pull, push
+        push = best(lambda: table.push(other, deltas).wait(), self.reps)
+        after_pull = []
+        for _ in range(self.reps):
+            table.pull(asked)
+            start = time.perf_counter()
+            table.push(asked, deltas).wait()
+            after_pull.append(time.perf_counter() - start)
+        return pull, push, min(after_pull)
 
     # -- raw mpi4py ----------------------------------------------------------
 
@@ -280,15 +292,17 @@ def report(args, tables, local):
     servers = args.servers[0]
     for width, (results, ids) in tables.items():
         rows = []
-        for size, pull, raw_pull, push, raw_push in results:
+        for size, pull, raw_pull, push, raw_push, after_pull in results:
             local_pull, local_push = local[width, size]
             rows.append([f"{size:,}", ms(pull), ms(raw_pull), ratio(pull, raw_pull),
                          ms(local_pull), ms(push), ms(raw_push), ratio(push, raw_push),
-                         ms(local_push)])
+                         ms(local_push), ms(after_pull), ratio(after_pull, raw_push)])
         print_table(f"width {width}, {servers} server(s), {ids.size:,} rows: ms per call "
-                    f"(best of {args.reps}); ratio = paracel / raw mpi4py",
-                    ["ids", "pull", "raw", "ratio", "numpy", "push", "raw", "ratio", "numpy"],
-                    rows)
+                    f"(best of {args.reps}); ratio = paracel / raw mpi4py; numpy: "
+                    "values[rows] and np.add.at in one process; push after pull: of the "
+                    "ids just pulled",
+                    ["ids", "pull", "raw", "ratio", "numpy", "push", "raw", "ratio", "numpy",
+                     "push after pull", "ratio"], rows)
         steps = breakdown(ids, servers, width, args.reps)
         print_table(f"where the time goes, width {width}: CPU ms per call, in one process "
                     f"(a server's shard of ~{ids.size // servers:,} rows, 1/{servers} of "

@@ -148,7 +148,10 @@ def test_shard_against_the_reference(width, admit, pushes, queries):
     for ids, fn, seed in pushes:
         ids = np.array(ids, dtype=np.uint64)
         deltas = deltas_for(ids.size, width, seed)
-        shard.push(ids, deltas, fn, (5.0,))
+        source = seed % 3
+        if seed % 2:  # pulled first: the push reuses the rows the pull found
+            np.testing.assert_array_equal(shard.pull(ids.copy(), source), reference.pull(ids))
+        shard.push(ids, deltas, fn, (5.0,), source)
         reference.push(ids, deltas, fn, clip_add, (5.0,))
     asked = np.array(queries + [0, 2**64 - 1], dtype=np.uint64)
     np.testing.assert_array_equal(shard.pull(asked), reference.pull(asked))
@@ -159,6 +162,23 @@ def test_shard_against_the_reference(width, admit, pushes, queries):
     counts = dict(zip(shard.map.ids.tolist(), shard.counts.tolist()))
     assert counts == {key: reference.counts[key] for key in reference.rows}
     assert shard.stats()["waiting"] == reference.waiting()
+
+
+def test_a_push_of_the_ids_just_pulled_finds_only_the_new_ones(monkeypatch):
+    shard = RowShard("t", 1, np.float64, 2)
+    ids = np.array([1, 2, 3, 3], dtype=np.uint64)
+    shard.push(ids[:2], np.ones((2, 1)), "add", (), source=0)
+    shard.push(ids[:2], np.ones((2, 1)), "add", (), source=0)  # 1 and 2 admitted
+    shard.pull(ids, source=5)
+    shard.push(np.array([3], dtype=np.uint64), np.ones((1, 1)), "add", (), source=0)
+    looked_up = []
+    find = shard.map.find
+    monkeypatch.setattr(shard.map, "find", lambda asked: looked_up.append(asked) or find(asked))
+    shard.push(ids, np.full((4, 1), 10.0), "add", (), source=5)
+    assert [asked.tolist() for asked in looked_up] == [[3, 3]]  # 3 was no row when pulled
+    np.testing.assert_array_equal(shard.pull(ids)[:, 0], [11, 11, 20, 20])
+    shard.push(ids, np.ones((4, 1)), "add", (), source=5)  # no pull since: all looked up
+    assert [asked.tolist() for asked in looked_up][-1] == [1, 2, 3, 3]
 
 
 def test_repeated_ids_accumulate_like_add_at():

@@ -231,12 +231,12 @@ class Server:
 
     def _rows_pull(self, source, keys, arg, payload):
         (ids,) = self._values(source, payload)
-        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids)])
+        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source)])
 
     def _rows_push(self, source, keys, fn_name, payload):
         ids, deltas, params = self._values(source, payload)
         with self._watchdog():
-            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params)
+            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source)
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
 
