@@ -33,6 +33,13 @@ MAX_LOAD = 0.5
 
 MIN_SLOTS = 1024
 
+#: Below this many ids left to find, a probe round reads a block of
+#: :data:`BLOCK` slots per id: rounds on few ids cost numpy's fixed costs,
+#: and clusters take tens of them one slot at a time.
+_FEW = 2048
+BLOCK = 16
+_STEPS = np.arange(1, BLOCK + 1)
+
 #: 2**64 divided by the golden ratio (Knuth's multiplicative hashing).
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -90,7 +97,7 @@ class IdMap:
         todo = np.flatnonzero(going)
         rows[todo] = -1
         keys, slot = ids[todo], slot[todo]
-        while todo.size:
+        while todo.size > _FEW:
             slot = self._next(slot)
             key, row = self._records(slot)
             hit = key == keys
@@ -98,7 +105,35 @@ class IdMap:
             going = row != EMPTY
             going &= ~hit
             todo, keys, slot = todo[going], keys[going], slot[going]
+        while todo.size:  # the few left: a block of slots a round, not one
+            stopped, slot, row = self._block(keys, slot)
+            rows[todo[stopped]] = row[stopped]
+            todo, keys, slot = todo[~stopped], keys[~stopped], slot[~stopped]
         return rows
+
+    def _block(self, keys, slot):
+        """Probe the :data:`BLOCK` slots after ``slot`` for each key.
+
+        Returns
+        -------
+        stopped : numpy.ndarray of bool
+            Whether the key's probe ended in the block (the key, or an
+            empty slot: absent).
+        slot : numpy.ndarray of int64
+            Where it ended, else the last slot of the block.
+        row : numpy.ndarray of int64
+            The row there (-1 if absent; meaningless if not stopped).
+        """
+        span = slot[:, None] + _STEPS
+        span &= self._capacity - 1
+        records = np.take(self._flat, span).view(np.uint64).reshape(slot.size, BLOCK, 2)
+        stop = records[:, :, 0] == keys[:, None]
+        stop |= records[:, :, 1] == EMPTY
+        first = stop.argmax(axis=1)
+        each = np.arange(slot.size)
+        stopped = stop[each, first]
+        row = np.where(records[each, first, 0] == keys, records[each, first, 1], EMPTY)
+        return stopped, np.where(stopped, span[each, first], span[:, -1]), row.view(np.int64)
 
     def insert(self, ids):
         """The row of each id, giving new rows to ids not yet in the map.
