@@ -53,10 +53,7 @@ class RowTable:
         self.client = client
         self.name = name
         self.width = _count(name, "width", width, 1)
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind not in "iufc":
-            raise UserError(f"row table {name!r}: dtype must be a number type, "
-                            f"got {self.dtype}")
+        self.dtype = _number_type(name, dtype)
         self.admit = max(_count(name, "admit", admit, 0), 1)
         self.servers = len(client.server_ranks)
 
@@ -117,7 +114,7 @@ class RowTable:
         fn = self._function("row", fn)
         ids = self._ids(ids)
         deltas = self._deltas(ids, deltas, fn)
-        params = tuple(params)
+        params = self._params(params)
         if self.servers == 1:
             return self.client.post("rows_push", [(0, [self.name], fn,
                                                    [ids, deltas, params])])
@@ -136,7 +133,8 @@ class RowTable:
         this worker's earlier pushes; ``sync()`` first to see every worker's.
         """
         fn = self._function("table", fn)
-        replies = self._ask_each("rows_map", [(server, [tuple(params)])
+        params = self._params(params)
+        replies = self._ask_each("rows_map", [(server, [params])
                                               for server in range(self.servers)], fn)
         results = [replies[server][0] for server in range(self.servers)
                    if replies[server][0] is not None]
@@ -170,6 +168,12 @@ class RowTable:
             return rowfns.name_of(kind, fn)
         except UserError as error:
             raise UserError(f"row table {self.name!r}: {error}") from None
+
+    def _params(self, params):
+        if not isinstance(params, (tuple, list)):
+            raise UserError(f"row table {self.name!r}: params must be a tuple, got "
+                            f"{type(params).__name__}")
+        return tuple(params)
 
     def _ask_each(self, op, requests, arg=None):
         """``{server: values}`` of requests ``(server, values)`` to this table."""
@@ -256,6 +260,18 @@ def _count(name, what, value, least):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
         raise UserError(f"row table {name!r}: {what} must be an int >= {least}, got {value!r}")
     return int(value)
+
+
+def _number_type(name, dtype):
+    """``dtype`` as a numpy integer, floating or complex type, or a one-line
+    error."""
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found.kind not in "iufc":
+        raise UserError(f"row table {name!r}: dtype must be a number type, got {dtype!r}")
+    return found
 
 
 def _flat(array):

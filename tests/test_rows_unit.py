@@ -493,7 +493,9 @@ def test_a_push_of_one_number_per_id_fits_a_table_of_width_one():
                                                         "function 'nope'"),
     (lambda t: t.push([1], np.ones((2, 2)), fn="clip_add"), r"row function 'clip_add' "
                                                             r"needs numeric deltas of shape"),
-    (lambda t: t.map("nope"), "row table 't': unknown table function 'nope'")])
+    (lambda t: t.map("nope"), "row table 't': unknown table function 'nope'"),
+    (lambda t: t.map("dot", 0), "row table 't': params must be a tuple, got int"),
+    (lambda t: t.push([1], np.ones((1, 2)), params=2.0), "params must be a tuple, got float")])
 def test_bad_calls_are_one_line_user_errors(call, message):
     table = RowTable(LocalServers(1), "t", 2, np.float64, 0)
     table.create()
@@ -506,7 +508,8 @@ def test_bad_calls_are_one_line_user_errors(call, message):
     ({"width": 0}, "row table 't': width must be an int >= 1, got 0"),
     ({"width": 2.0}, "row table 't': width must be an int >= 1, got 2.0"),
     ({"admit": -1}, "row table 't': admit must be an int >= 0, got -1"),
-    ({"dtype": "U3"}, "row table 't': dtype must be a number type, got <U3")])
+    ({"dtype": "U3"}, "row table 't': dtype must be a number type, got 'U3'"),
+    ({"dtype": "nonsense"}, "row table 't': dtype must be a number type, got 'nonsense'")])
 def test_bad_table_options_are_user_errors(options, message):
     with pytest.raises(UserError, match=message):
         RowTable(LocalServers(1), "t", **options)
