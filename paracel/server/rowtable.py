@@ -190,6 +190,8 @@ class RowShard:
         """Run a registered row function on the pushed rows, each row once
         (the deltas of repeated ids summed first), and write them back."""
         rows, deltas = _combine(self._counts, rows, deltas)
+        if not rows.size:  # nothing admitted: the function has nothing to do
+            return
         block = np.take(self._flat, rows).view(self.dtype).reshape(rows.size, self.width)
         result = fn(block, deltas, params)
         if result is not None:
