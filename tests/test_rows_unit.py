@@ -203,6 +203,18 @@ def test_admission_counts_pushes_and_drops_the_ones_before():
     assert (len(shard), shard.stats()["waiting"]) == (2, 0)
 
 
+def test_a_row_function_runs_only_on_rows_that_exist():
+    @rowfns.row_function("test_needs_rows")
+    def needs_rows(rows, deltas, params):
+        rows[:, 0] = deltas.max()  # fails on no rows
+
+    shard = RowShard("t", 1, np.float64, 2)
+    ids = np.array([4, 5], dtype=np.uint64)
+    shard.push(ids, np.array([1.0, 2.0]), "test_needs_rows", ())  # waiting: nothing to run
+    shard.push(ids, np.array([1.0, 2.0]), "test_needs_rows", ())
+    np.testing.assert_array_equal(shard.pull(ids)[:, 0], [2.0, 2.0])
+
+
 def test_admitted_ids_leave_the_waiting_map():
     shard = RowShard("t", 1, np.float64, 2)
     ids = np.arange(10_000, dtype=np.uint64)
