@@ -111,30 +111,6 @@ class IdMap:
             todo, keys, slot = todo[~stopped], keys[~stopped], slot[~stopped]
         return rows
 
-    def _block(self, keys, slot):
-        """Probe the :data:`BLOCK` slots after ``slot`` for each key.
-
-        Returns
-        -------
-        stopped : numpy.ndarray of bool
-            Whether the key's probe ended in the block (the key, or an
-            empty slot: absent).
-        slot : numpy.ndarray of int64
-            Where it ended, else the last slot of the block.
-        row : numpy.ndarray of int64
-            The row there (-1 if absent; meaningless if not stopped).
-        """
-        span = slot[:, None] + _STEPS
-        span &= self._capacity - 1
-        records = np.take(self._flat, span).view(np.uint64).reshape(slot.size, BLOCK, 2)
-        stop = records[:, :, 0] == keys[:, None]
-        stop |= records[:, :, 1] == EMPTY
-        first = stop.argmax(axis=1)
-        each = np.arange(slot.size)
-        stopped = stop[each, first]
-        row = np.where(records[each, first, 0] == keys, records[each, first, 1], EMPTY)
-        return stopped, np.where(stopped, span[each, first], span[:, -1]), row.view(np.int64)
-
     def insert(self, ids):
         """The row of each id, giving new rows to ids not yet in the map.
 
@@ -167,6 +143,30 @@ class IdMap:
         (numpy's take on a void dtype; 2-d fancy indexing is ~8x slower)."""
         records = np.take(self._flat, slot).view(np.uint64).reshape(slot.size, 2)
         return records[:, 0], records[:, 1]
+
+    def _block(self, keys, slot):
+        """Probe the :data:`BLOCK` slots after ``slot`` for each key.
+
+        Returns
+        -------
+        stopped : numpy.ndarray of bool
+            Whether the key's probe ended in the block (the key, or an
+            empty slot: absent).
+        slot : numpy.ndarray of int64
+            The last slot of the block (where the next block starts after).
+        row : numpy.ndarray of int64
+            The row there (-1 if absent; meaningless if not stopped).
+        """
+        span = slot[:, None] + _STEPS
+        span &= self._capacity - 1
+        records = np.take(self._flat, span).view(np.uint64).reshape(slot.size, BLOCK, 2)
+        stop = records[:, :, 0] == keys[:, None]
+        stop |= records[:, :, 1] == EMPTY
+        first = stop.argmax(axis=1)
+        each = np.arange(slot.size)
+        stopped = stop[each, first]
+        row = np.where(records[each, first, 0] == keys, records[each, first, 1], EMPTY)
+        return stopped, span[:, -1], row.view(np.int64)
 
     def _home(self, ids):
         """Each id's first slot: the top bits of the id times 2**64 / golden
