@@ -21,7 +21,7 @@ from paracel.partition import id_servers, mix64
 from paracel.rows import RowTable, group_by_server
 from paracel.server import checkpoint, idmap, rowfns
 from paracel.server.idmap import IdMap, distinct
-from paracel.server.rowtable import RowShard, check_saved, restore
+from paracel.server.rowtable import RowShard, check_saved
 from paracel.server.store import Store
 from rows_algos import EDGES, clip_add
 from rows_reference import ReferenceTable, sorted_items
