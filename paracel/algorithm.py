@@ -278,6 +278,26 @@ class Algorithm:
             self.sync()
         return matrix
 
+    def rows(self, name, width=1, dtype=np.float64, admit=0):
+        """A row table on the servers: rows of ``width`` numbers keyed by
+        64-bit ids, only the rows pushed so far taking memory.
+
+        Creates the table, or attaches to it (in a resumed job, or when
+        another worker made it first): every worker that uses it calls this,
+        with the same ``width``, ``dtype`` and ``admit``; no barrier.
+        ``admit=k`` makes an id a row only with its k-th push (counted per
+        id on its server; until then it reads as zeros).
+
+        Returns
+        -------
+        paracel.rows.RowTable
+            With ``pull(ids)``, ``push(ids, deltas, fn, params)``,
+            ``map(fn, params)``, ``size()`` and ``items()``.
+        """
+        from paracel.rows import open_table
+
+        return open_table(self._runtime.client, name, width, dtype, admit)
+
     def _my_blocks(self, matrix):
         return range(self.worker_id, matrix.num_blocks, self.num_workers)
 

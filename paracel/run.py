@@ -288,8 +288,8 @@ def _run_role(topology, job, algorithm, origin):
         server = Server(topology.ps, topology.index, topology.num_workers,
                         job.request_timeout, service)
         if folder:
-            server.store.table = checkpoint.load_shard(folder, origin.manifest, topology.index,
-                                                       ring)
+            server.store.table, server.store.rows = checkpoint.load_shard(
+                folder, origin.manifest, topology.index, ring)
         server.serve()
     else:
         client = Client(topology.ps, topology.server_ranks, ring)

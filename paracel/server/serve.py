@@ -72,6 +72,10 @@ class Server:
             "contains": self._contains, "remove": self._remove, "keys": self._keys,
             "fence": self._fence, "done": self._done, "stats": self._stats,
             "checkpoint": self._checkpoint, "clock": self._clock,
+            "rows_create": self._rows_create,
+            "rows_pull": self._rows_pull, "rows_push": self._rows_push,
+            "rows_map": self._rows_map, "rows_size": self._rows_size,
+            "rows_items": self._rows_items,
         }
 
     def serve(self):
@@ -210,7 +214,7 @@ class Server:
     def _checkpoint(self, source, keys, folder, payload):
         """Write the table into checkpoint staging ``folder``; the reply is the
         file's name, size and checksum, for the manifest."""
-        self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.table))
+        self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.pairs()))
 
     def _clock(self, source, keys, arg, payload):
         """A message of a worker's :class:`paracel.ssp.MessageClock`."""
@@ -222,7 +226,41 @@ class Server:
     def _stats(self, source, keys, arg, payload):
         self._reply(source, {"keys": len(self.store.table), "nbytes": self.store.nbytes(),
                              "requests": self.requests, "busy_seconds": self.busy_seconds,
-                             "rss_bytes": resident_bytes()})
+                             "rss_bytes": resident_bytes(),
+                             "row_tables": {name: shard.stats()
+                                            for name, shard in self.store.rows.items()}})
+
+    # -- row tables (keys = [name]) --------------------------------------------
+
+    def _rows_create(self, source, keys, spec, payload):
+        """Create the table here, or attach to it; the reply says what
+        differs from the table already here, if anything."""
+        self._reply(source, self.store.create_rows(keys[0], *spec))
+
+    def _rows_pull(self, source, keys, arg, payload):
+        (ids,) = self._values(source, payload)
+        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source)])
+
+    def _rows_push(self, source, keys, fn_name, payload):
+        ids, deltas, params = self._values(source, payload)
+        with self._watchdog():
+            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source)
+        if errors:
+            self.pending_errors.setdefault(source, []).extend(errors)
+
+    def _rows_map(self, source, keys, fn_name, payload):
+        (params,) = self._values(source, payload)
+        with self._watchdog():
+            result, errors = self.store.map_rows(keys[0], fn_name, params)
+        if errors:
+            self.pending_errors.setdefault(source, []).extend(errors)
+        self._reply(source, None, [result])
+
+    def _rows_size(self, source, keys, arg, payload):
+        self._reply(source, len(self.store.row_shard(keys[0])))
+
+    def _rows_items(self, source, keys, arg, payload):
+        self._reply(source, None, list(self.store.row_shard(keys[0]).items()))
 
 
 def resident_bytes():
