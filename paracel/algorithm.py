@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from paracel import config, watch
+from paracel import config, mpiexec, watch
 
 _NO_DEFAULT = object()
 
@@ -640,8 +640,8 @@ class Algorithm:
         self._barrier(watch.END)
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
                          runtime.skipped, runtime.client.comm_seconds,
-                         runtime.sync_seconds, *_cache_counts(runtime.client.cache)],
-                        dtype=np.float64)
+                         runtime.sync_seconds, *_cache_counts(runtime.client.cache),
+                         runtime.clock.commit_seconds], dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
         histories = gather_json(self.comm, _plain(self.history_))
@@ -650,6 +650,7 @@ class Algorithm:
         server_stats = runtime.client.stats()
         report = {
             "job": runtime.job.path,
+            "launch": os.environ.get(mpiexec.TOKEN),
             "algorithm": runtime.job.algorithm,
             "workers": self.num_workers,
             "servers": self.num_servers,
@@ -665,7 +666,10 @@ class Algorithm:
                 "per_worker_cache_hits": every[:, 6].astype(int).tolist(),
                 "per_worker_cache_misses": every[:, 7].astype(int).tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
+                "per_worker_commit_seconds": every[:, 8].tolist(),
+                "clock_table": type(runtime.clock).__name__,
             },
+            "placement": runtime.topology.placement(),
             "server_stats": server_stats,
             "history": _plain(self.history_),
             "worker_history": histories,

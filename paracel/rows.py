@@ -23,6 +23,10 @@ from paracel.errors import UserError
 from paracel.partition import id_servers
 from paracel.server import rowfns
 
+#: Up to this many servers, ids are grouped by one comparison per server
+#: (about 1 ms per million ids each), beyond it by a radix sort (about 7 ms).
+_COMPARED_SERVERS = 6
+
 
 class RowTable:
     """A table of rows keyed by 64-bit ids, on the parameter servers.
@@ -49,10 +53,7 @@ class RowTable:
         self.client = client
         self.name = name
         self.width = _count(name, "width", width, 1)
-        self.dtype = np.dtype(dtype)
-        if self.dtype.kind not in "iufc":
-            raise UserError(f"row table {name!r}: dtype must be a number type, "
-                            f"got {self.dtype}")
+        self.dtype = _number_type(name, dtype)
         self.admit = max(_count(name, "admit", admit, 0), 1)
         self.servers = len(client.server_ranks)
 
@@ -78,7 +79,7 @@ class RowTable:
         ids = self._ids(ids)
         if self.servers == 1:
             return self._ask_each("rows_pull", [(0, [ids])])[0][0]
-        groups = self._groups(ids)
+        groups = group_by_server(ids, self.servers)
         replies = self._ask_each("rows_pull", [(server, [ids[positions]])
                                                for server, positions in groups])
         out = np.empty((ids.size, self.width), dtype=self.dtype)
@@ -110,34 +111,39 @@ class RowTable:
         paracel.client.Handle
             ``wait()`` returns once every server has applied the push.
         """
-        fn = rowfns.name_of("row", fn)
+        fn = self._function("row", fn)
         ids = self._ids(ids)
         deltas = self._deltas(ids, deltas, fn)
-        params = tuple(params)
+        params = self._params(params)
         if self.servers == 1:
             return self.client.post("rows_push", [(0, [self.name], fn,
                                                    [ids, deltas, params])])
         return self.client.post("rows_push", [
             (server, [self.name], fn, [ids[positions], _take(deltas, positions), params])
-            for server, positions in self._groups(ids)])
+            for server, positions in group_by_server(ids, self.servers)])
 
     # -- the whole table ------------------------------------------------------
 
     def map(self, fn, params=()):
         """Run table function ``fn`` on every server's rows (see
         :mod:`paracel.server.rowfns`); the sum of what the servers returned
-        (``None`` if they returned nothing).
+        (numbers, or arrays of one shape; ``None`` if they returned nothing).
 
         Not collective: each call runs ``fn`` once on every server, after
         this worker's earlier pushes; ``sync()`` first to see every worker's.
         """
-        fn = rowfns.name_of("table", fn)
-        replies = self._ask_each("rows_map", [(server, [tuple(params)])
+        fn = self._function("table", fn)
+        params = self._params(params)
+        replies = self._ask_each("rows_map", [(server, [params])
                                               for server in range(self.servers)], fn)
-        results = [replies[server][0] for server in range(self.servers)]
-        if all(result is None for result in results):
-            return None
-        return sum(result for result in results if result is not None)
+        results = [replies[server][0] for server in range(self.servers)
+                   if replies[server][0] is not None]
+        try:
+            return sum(results[1:], results[0]) if results else None
+        except (TypeError, ValueError):
+            raise UserError(f"row table {self.name!r}: table function {fn!r} returned "
+                            f"results that do not add up over the servers: "
+                            f"{', '.join(_kind(result) for result in results)}") from None
 
     def size(self):
         """How many rows exist (admitted ids), over all servers."""
@@ -156,22 +162,24 @@ class RowTable:
 
     # -- plumbing -------------------------------------------------------------
 
+    def _function(self, kind, fn):
+        """The registered name of ``fn``, or a one-line error naming the table."""
+        try:
+            return rowfns.name_of(kind, fn)
+        except UserError as error:
+            raise UserError(f"row table {self.name!r}: {error}") from None
+
+    def _params(self, params):
+        if not isinstance(params, (tuple, list)):
+            raise UserError(f"row table {self.name!r}: params must be a tuple, got "
+                            f"{type(params).__name__}")
+        return tuple(params)
+
     def _ask_each(self, op, requests, arg=None):
         """``{server: values}`` of requests ``(server, values)`` to this table."""
         replies = self.client.ask([(server, op, [self.name], arg, values)
                                    for server, values in requests])
         return {server: values for server, (_, values) in replies.items()}
-
-    def _groups(self, ids):
-        """``[(server, positions)]``: where each id goes, one numpy pass
-        (a radix sort of small server numbers), no Python per id."""
-        servers = id_servers(ids, self.servers).astype(
-            np.uint8 if self.servers <= 1 << 8 else np.uint16)
-        order = np.argsort(servers, kind="stable")
-        counts = np.bincount(servers, minlength=self.servers)
-        stops = np.cumsum(counts)
-        return [(int(server), order[stops[server] - counts[server]:stops[server]])
-                for server in np.flatnonzero(counts)]
 
     def _ids(self, ids):
         """``ids`` as a contiguous 1-d uint64 array, or a one-line error."""
@@ -218,6 +226,35 @@ def open_table(client, name, width, dtype, admit):
     return table
 
 
+def group_by_server(ids, servers):
+    """``[(server, positions)]`` of the ids each server holds: numpy passes
+    over the servers of :func:`paracel.partition.id_servers`, no Python per
+    id (a comparison per server for a few servers, else a radix sort).
+
+    Parameters
+    ----------
+    ids : numpy.ndarray of uint64
+        Row ids.
+    servers : int
+        How many servers there are.
+
+    Returns
+    -------
+    list of (int, numpy.ndarray of int64)
+        The servers that hold any of the ids, in order, each with the
+        positions of its ids in ``ids`` (in their order).
+    """
+    places = id_servers(ids, servers).astype(np.uint8 if servers <= 1 << 8 else np.uint16)
+    if servers <= _COMPARED_SERVERS:
+        groups = [(server, np.flatnonzero(places == server)) for server in range(servers)]
+        return [(server, positions) for server, positions in groups if positions.size]
+    order = np.argsort(places, kind="stable")
+    counts = np.bincount(places, minlength=servers)
+    stops = np.cumsum(counts)
+    return [(int(server), order[stops[server] - counts[server]:stops[server]])
+            for server in np.flatnonzero(counts)]
+
+
 def _count(name, what, value, least):
     """``value`` as an int of at least ``least``, or a one-line error."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
@@ -225,10 +262,28 @@ def _count(name, what, value, least):
     return int(value)
 
 
+def _number_type(name, dtype):
+    """``dtype`` as a numpy integer, floating or complex type, or a one-line
+    error."""
+    try:
+        found = np.dtype(dtype)
+    except TypeError:
+        found = None
+    if found is None or found.kind not in "iufc":
+        raise UserError(f"row table {name!r}: dtype must be a number type, got {dtype!r}")
+    return found
+
+
 def _flat(array):
     """A 2-d array's rows as one void item each (fast gathers and scatters)."""
     return array.view(np.dtype((np.void, array.itemsize * array.shape[1]))).reshape(
         array.shape[0])
+
+
+def _kind(value):
+    """What ``value`` is, in a few words, for messages."""
+    shape = getattr(value, "shape", None)
+    return type(value).__name__ if shape is None else f"{type(value).__name__} {shape}"
 
 
 def _take(array, positions):

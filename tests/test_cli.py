@@ -116,12 +116,12 @@ def test_output_of_another_job_is_protected(tmp_path):
 
 
 def test_single_host_ranks_use_shared_memory_only():
-    from paracel.run import open_mpi_settings
+    from paracel.mpiexec import rank_settings
 
     alone = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "16"}
-    assert open_mpi_settings(alone)["OMPI_MCA_btl"] == "self,sm"
+    assert rank_settings(alone)["OMPI_MCA_btl"] == "self,sm"
     spread = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "8"}
-    assert "OMPI_MCA_btl" not in open_mpi_settings(spread)
+    assert "OMPI_MCA_btl" not in rank_settings(spread)
 
 
 @pytest.mark.parametrize("key", ["output", "checkpoint"])

@@ -55,17 +55,19 @@ def test_bad_calls_are_one_line(run_job):
     for worker in range(2):
         seen = json.loads(result.read(f"mistakes_{worker}.json"))
         assert seen["shape"] == "row table 'm': deltas of shape (2, 3) do not fit 2 ids of width 2"
-        assert seen["fn"].startswith("unknown row function 'no_such_function'; known: ")
+        assert seen["fn"].startswith("row table 'm': unknown row function 'no_such_function'; "
+                                     "known: ")
         assert "clip_add" in seen["fn"] and "replace" in seen["fn"]
-        assert seen["map"].startswith("unknown table function 'no_such_function'; known: ")
+        assert seen["map"].startswith("row table 'm': unknown table function "
+                                      "'no_such_function'; known: ")
         assert seen["width"] == ("row table 'm' exists with width 2, dtype float64, admit 1; "
                                  "asked for width 3, dtype float64, admit 1")
         assert seen["ids"] == "row table 'm': ids must be 1-d, got shape (2, 2)"
         assert "broken_rows was asked to fail" in seen["remote"]
         assert "row function 'broken_rows' failed on row table 'm'" in seen["remote"]
         assert seen["column"] == ("server 0 reported 1 failed update(s); the first: table "
-                                  "function 'dot' failed on row table 'm': table function "
-                                  "'dot': column 9 is not one of 0..1")
+                                  "function 'dot' failed on row table 'm': column 9 is not "
+                                  "one of 0..1")
         assert all("\n" not in seen[name] for name in seen if name != "remote")
 
 

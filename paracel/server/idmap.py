@@ -33,6 +33,13 @@ MAX_LOAD = 0.5
 
 MIN_SLOTS = 1024
 
+#: Below this many ids left to find, a probe round reads a block of
+#: :data:`BLOCK` slots per id: rounds on few ids cost numpy's fixed costs,
+#: and clusters take tens of them one slot at a time.
+_FEW = 2048
+BLOCK = 16
+_STEPS = np.arange(1, BLOCK + 1)
+
 #: 2**64 divided by the golden ratio (Knuth's multiplicative hashing).
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -48,8 +55,9 @@ class IdMap:
 
     def __init__(self, ids=None):
         ids = np.empty(0, dtype=np.uint64) if ids is None else np.asarray(ids, np.uint64)
-        self.size = 0
+        self.size = ids.size
         self._ids = np.empty(max(ids.size, 16), dtype=np.uint64)
+        self._ids[:ids.size] = ids
         self._allocate(_slots_for(ids.size))
         self._place(ids, np.arange(ids.size, dtype=np.uint64))
 
@@ -89,7 +97,7 @@ class IdMap:
         todo = np.flatnonzero(going)
         rows[todo] = -1
         keys, slot = ids[todo], slot[todo]
-        while todo.size:
+        while todo.size > _FEW:
             slot = self._next(slot)
             key, row = self._records(slot)
             hit = key == keys
@@ -97,6 +105,10 @@ class IdMap:
             going = row != EMPTY
             going &= ~hit
             todo, keys, slot = todo[going], keys[going], slot[going]
+        while todo.size:  # the few left: a block of slots a round, not one
+            stopped, slot, row = self._block(keys, slot)
+            rows[todo[stopped]] = row[stopped]
+            todo, keys, slot = todo[~stopped], keys[~stopped], slot[~stopped]
         return rows
 
     def insert(self, ids):
@@ -132,6 +144,30 @@ class IdMap:
         records = np.take(self._flat, slot).view(np.uint64).reshape(slot.size, 2)
         return records[:, 0], records[:, 1]
 
+    def _block(self, keys, slot):
+        """Probe the :data:`BLOCK` slots after ``slot`` for each key.
+
+        Returns
+        -------
+        stopped : numpy.ndarray of bool
+            Whether the key's probe ended in the block (the key, or an
+            empty slot: absent).
+        slot : numpy.ndarray of int64
+            The last slot of the block (where the next block starts after).
+        row : numpy.ndarray of int64
+            The row there (-1 if absent; meaningless if not stopped).
+        """
+        span = slot[:, None] + _STEPS
+        span &= self._capacity - 1
+        records = np.take(self._flat, span).view(np.uint64).reshape(slot.size, BLOCK, 2)
+        stop = records[:, :, 0] == keys[:, None]
+        stop |= records[:, :, 1] == EMPTY
+        first = stop.argmax(axis=1)
+        each = np.arange(slot.size)
+        stopped = stop[each, first]
+        row = np.where(records[each, first, 0] == keys, records[each, first, 1], EMPTY)
+        return stopped, span[:, -1], row.view(np.int64)
+
     def _home(self, ids):
         """Each id's first slot: the top bits of the id times 2**64 / golden
         ratio (two passes over the ids, against six for
@@ -150,17 +186,15 @@ class IdMap:
         wanted = self.size + new
         if wanted <= MAX_LOAD * self._capacity:
             return
-        kept = self.ids.copy()
         self._allocate(_slots_for(wanted))
-        self.size = 0
-        self._place(kept, np.arange(kept.size, dtype=np.uint64))
+        self._place(self.ids, np.arange(self.size, dtype=np.uint64))
 
     def _place(self, ids, rows):
         """Put ``ids`` in their slots (see the module docstring).
 
-        ``rows`` gives each id's row when re-placing distinct ids; ``None``
-        looks each id up too and numbers the new ones from ``self.size`` on.
-        Returns each id's row.
+        ``rows`` gives each id's row when re-placing ids already in
+        ``self.ids``; ``None`` looks each id up too and adds the new ones as
+        rows ``self.size`` onwards. Returns each id's row.
         """
         found = np.empty(ids.size, dtype=np.int64)
         todo, keys, slot = np.arange(ids.size), ids, self._home(ids)
@@ -187,15 +221,18 @@ class IdMap:
         return found
 
     def _settle(self, ids, rows, found, winners, slots):
-        """Fill the slots won by ``winners`` with their ids and rows."""
-        new = rows[winners] if rows is not None else \
-            np.arange(self.size, self.size + winners.size, dtype=np.uint64)
+        """Fill the slots won by ``winners`` with their ids and rows (new
+        rows, unless ``rows`` gives them)."""
+        if rows is None:
+            new = np.arange(self.size, self.size + winners.size, dtype=np.uint64)
+            self._grow_ids(self.size + winners.size)
+            self._ids[self.size:self.size + winners.size] = ids[winners]
+            self.size += winners.size
+        else:
+            new = rows[winners]
         self._slots[slots, 0] = ids[winners]
         self._slots[slots, 1] = new
         found[winners] = new
-        self._grow_ids(self.size + winners.size)
-        self._ids[new.view(np.int64)] = ids[winners]
-        self.size += winners.size
 
     def _grow_ids(self, count):
         if count > self._ids.size:

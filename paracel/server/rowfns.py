@@ -25,8 +25,9 @@ Built-ins
 ---------
 Pushes with ``fn="add"`` (repeated ids accumulate, like ``np.add.at``) and
 ``fn="replace"`` (the last of repeated ids wins) are built into the row
-table (:data:`BUILTIN_ROW`; deltas of the table's width). Table functions, with column numbers in ``params``:
-``dot(a, b)`` and ``sum_sq(col)`` return sums; ``axpy(alpha, x, y)``
+table (:data:`BUILTIN_ROW`; deltas of the table's width). Table functions,
+with column numbers in ``params``: ``dot(a, b)`` and ``sum_sq(col)``
+return sums; ``axpy(alpha, x, y)``
 (column y += alpha * column x), ``scale(col, a)``, ``copy(src, dst)`` and
 ``fill(col, value)`` modify the table and return ``None``.
 """
@@ -112,21 +113,19 @@ def name_of(kind, fn):
     return fn
 
 
-def columns(name, values, params, *positions):
+def columns(values, params, *positions):
     """Check that ``params[i]`` is a column of ``values`` for each position
     ``i`` (for table functions that take column numbers)."""
     width = values.shape[1]
     for position in positions:
         column = params[position]
         if not isinstance(column, (int, np.integer)) or not 0 <= column < width:
-            raise UserError(f"table function {name!r}: column {column!r} is not one of "
-                            f"0..{width - 1}")
+            raise UserError(f"column {column!r} is not one of 0..{width - 1}")
 
 
 def _params(name, params, count, names):
     if len(params) != count:
-        raise UserError(f"table function {name!r} takes params ({names}), "
-                        f"got {len(params)} value(s)")
+        raise UserError(f"{name} takes params ({names}), got {len(params)} value(s)")
     return params
 
 
@@ -136,7 +135,7 @@ def _params(name, params, count, names):
 def dot(values, params):
     """``params = (a, b)``: the sum of column a times column b."""
     a, b = _params("dot", params, 2, "a, b")
-    columns("dot", values, params, 0, 1)
+    columns(values, params, 0, 1)
     return float(np.dot(values[:, a], values[:, b]))
 
 
@@ -144,7 +143,7 @@ def dot(values, params):
 def sum_sq(values, params):
     """``params = (col,)``: the sum of squares of column col."""
     (col,) = _params("sum_sq", params, 1, "col")
-    columns("sum_sq", values, params, 0)
+    columns(values, params, 0)
     return float(np.dot(values[:, col], values[:, col]))
 
 
@@ -152,7 +151,7 @@ def sum_sq(values, params):
 def axpy(values, params):
     """``params = (alpha, x, y)``: column y += alpha * column x."""
     alpha, x, y = _params("axpy", params, 3, "alpha, x, y")
-    columns("axpy", values, params, 1, 2)
+    columns(values, params, 1, 2)
     values[:, y] += alpha * values[:, x]
 
 
@@ -160,7 +159,7 @@ def axpy(values, params):
 def scale(values, params):
     """``params = (col, a)``: column col *= a."""
     col, a = _params("scale", params, 2, "col, a")
-    columns("scale", values, params, 0)
+    columns(values, params, 0)
     values[:, col] *= a
 
 
@@ -168,7 +167,7 @@ def scale(values, params):
 def copy(values, params):
     """``params = (src, dst)``: column dst = column src."""
     src, dst = _params("copy", params, 2, "src, dst")
-    columns("copy", values, params, 0, 1)
+    columns(values, params, 0, 1)
     values[:, dst] = values[:, src]
 
 
@@ -176,5 +175,5 @@ def copy(values, params):
 def fill(values, params):
     """``params = (col, value)``: every row's column col = value."""
     col, value = _params("fill", params, 2, "col, value")
-    columns("fill", values, params, 0)
+    columns(values, params, 0)
     values[:, col] = value

@@ -16,11 +16,17 @@ waits in a second map with its count only, and pulls read it as zeros.
 The values array always has a spare row past the last one, all zeros: a
 pull gathers row -1 (numpy's last row) for an id that is not there, so
 absent ids cost no extra pass.
+
+A worker that pushes exactly the ids it pulled last (pull, compute, push:
+the usual step of SGD) does not pay for finding them twice: the shard keeps
+the rows each worker's last pull found until that worker's next push, and
+a push of the same ids reuses them (rows never move, so they are still
+right; the ids that were not rows then are looked up again).
 """
 
 import numpy as np
 
-from paracel.errors import UserError
+from paracel.errors import CheckpointError, UserError
 from paracel.server import rowfns
 from paracel.server.idmap import IdMap
 
@@ -55,6 +61,7 @@ class RowShard:
         self._counts = np.zeros(_MIN_ROWS, dtype=np.int64)
         self._flat = _flat(self._values)
         self.waiting = _Waiting() if admit > 1 else None
+        self._pulled = {}
 
     @property
     def spec(self):
@@ -86,13 +93,15 @@ class RowShard:
 
     # -- requests ------------------------------------------------------------
 
-    def pull(self, ids):
+    def pull(self, ids, source=None):
         """The rows of ``ids`` (uint64, any order, repeats allowed), zeros
-        for ids that are not rows: ``(len(ids), width)``."""
+        for ids that are not rows: ``(len(ids), width)``. The rows found
+        are kept for ``source``'s next push (see the module docstring)."""
         rows = self.map.find(ids)
+        self._pulled[source] = (ids, rows)
         return np.take(self._flat, rows).view(self.dtype).reshape(ids.size, self.width)
 
-    def push(self, ids, deltas, fn, params):
+    def push(self, ids, deltas, fn, params, source=None):
         """Fold ``deltas[i]`` into the row of ``ids[i]`` with row function
         ``fn`` (``"add"``, ``"replace"`` or a registered name), creating
         rows (or counting ids towards admission) as needed."""
@@ -100,7 +109,7 @@ class RowShard:
                                          or deltas.dtype != self.dtype):
             raise UserError(f"{fn} needs {self.dtype} deltas of shape ({ids.size}, "
                             f"{self.width}), got {deltas.dtype} {deltas.shape}")
-        rows = self._push_rows(ids)
+        rows = self._pushed_rows(ids, source)
         if self.waiting is not None:
             kept = np.flatnonzero(rows >= 0)
             rows, deltas = rows[kept], deltas[kept]
@@ -122,6 +131,17 @@ class RowShard:
         return self.map.ids, self.values
 
     # -- rows of a push -------------------------------------------------------
+
+    def _pushed_rows(self, ids, source):
+        """:meth:`_push_rows`, reusing the rows ``source`` last pulled if it
+        pulled these very ids."""
+        ids_pulled, rows = self._pulled.pop(source, (None, None))
+        if ids_pulled is None or not np.array_equal(ids_pulled, ids):
+            return self._push_rows(ids)
+        fresh = np.flatnonzero(rows < 0)
+        if fresh.size:
+            rows[fresh] = self._push_rows(ids[fresh])
+        return rows
 
     def _push_rows(self, ids):
         """The row of each pushed id; ids new to the table become rows, or
@@ -170,6 +190,8 @@ class RowShard:
         """Run a registered row function on the pushed rows, each row once
         (the deltas of repeated ids summed first), and write them back."""
         rows, deltas = _combine(self._counts, rows, deltas)
+        if not rows.size:  # nothing admitted: the function has nothing to do
+            return
         block = np.take(self._flat, rows).view(self.dtype).reshape(rows.size, self.width)
         result = fn(block, deltas, params)
         if result is not None:
@@ -229,7 +251,7 @@ def check_saved(name, saved):
     except (TypeError, ValueError, AttributeError):
         fits = False
     if not fits:
-        raise UserError(f"row table {name!r}: its saved arrays do not fit together")
+        raise CheckpointError(f"row table {name!r}: its saved arrays do not fit together")
     return saved
 
 

@@ -50,11 +50,14 @@ class Server:
     request_timeout : float, optional
         Seconds an update function may run before the job is stopped (a
         function that never returns would otherwise hang every rank).
+    clock : paracel.ssp.ClockService, optional
+        The clock table this server keeps (server 0, across hosts).
     """
 
-    def __init__(self, comm, server_id, num_workers, request_timeout=None):
+    def __init__(self, comm, server_id, num_workers, request_timeout=None, clock=None):
         self.comm = comm
         self.request_timeout = request_timeout
+        self.clock = clock
         self.server_id = server_id
         self.num_workers = num_workers
         self.store = Store()
@@ -68,7 +71,8 @@ class Server:
             "read": self._read, "read_rows": self._read_rows, "write": self._write, "update": self._update,
             "contains": self._contains, "remove": self._remove, "keys": self._keys,
             "fence": self._fence, "done": self._done, "stats": self._stats,
-            "checkpoint": self._checkpoint, "rows_create": self._rows_create,
+            "checkpoint": self._checkpoint, "clock": self._clock,
+            "rows_create": self._rows_create,
             "rows_pull": self._rows_pull, "rows_push": self._rows_push,
             "rows_map": self._rows_map, "rows_size": self._rows_size,
             "rows_items": self._rows_items,
@@ -212,6 +216,10 @@ class Server:
         file's name, size and checksum, for the manifest."""
         self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.pairs()))
 
+    def _clock(self, source, keys, arg, payload):
+        """A message of a worker's :class:`paracel.ssp.MessageClock`."""
+        self.clock.handle(source, arg)
+
     def _done(self, source, keys, arg, payload):
         self.finished.add(source)
 
@@ -231,12 +239,12 @@ class Server:
 
     def _rows_pull(self, source, keys, arg, payload):
         (ids,) = self._values(source, payload)
-        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids)])
+        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source)])
 
     def _rows_push(self, source, keys, fn_name, payload):
         ids, deltas, params = self._values(source, payload)
         with self._watchdog():
-            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params)
+            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source)
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
 

@@ -122,8 +122,9 @@ class Store:
         except KeyError:
             raise UserError(f"no row table {name!r} on this server") from None
 
-    def push_rows(self, name, fn_name, ids, deltas, params):
-        """Fold a push into row table ``name`` with row function ``fn_name``.
+    def push_rows(self, name, fn_name, ids, deltas, params, source=None):
+        """Fold a push of worker ``source`` into row table ``name`` with row
+        function ``fn_name``.
 
         Returns
         -------
@@ -134,7 +135,7 @@ class Store:
         """
         shard = self.row_shard(name)
         return _guarded(f"row function {fn_name!r}", f"row table {name!r}",
-                        lambda: shard.push(ids, deltas, fn_name, params))[1]
+                        lambda: shard.push(ids, deltas, fn_name, params, source))[1]
 
     def map_rows(self, name, fn_name, params):
         """Run table function ``fn_name`` on row table ``name``; returns
