@@ -434,10 +434,10 @@ class LocalServers:
             return None, [result]
         shard = store.row_shard(name)
         if op == "rows_pull":
-            return None, [shard.pull(*values)]
+            return None, [shard.pull(*values, None, arg)]
         if op == "rows_size":
             return len(shard), []
-        return None, list(shard.items())
+        return None, list(shard.items(arg))
 
 
 @SETTINGS
@@ -455,11 +455,15 @@ def test_row_table_against_the_reference(servers, width, admit, pushes, queries)
         reference.push(np.array(ids, dtype=np.uint64), deltas, fn, clip_add, (5.0,))
     asked = np.array(queries + [0, 2**64 - 1], dtype=np.uint64)
     np.testing.assert_array_equal(table.pull(asked), reference.pull(asked))
+    last = [width - 1, 0]  # any order, repeats allowed
+    np.testing.assert_array_equal(table.pull(asked, columns=last), reference.pull(asked)[:, last])
     ids, values = sorted_items(*table.items())
     np.testing.assert_array_equal(ids, reference.items()[0])
     np.testing.assert_array_equal(values, reference.items()[1])
     assert table.size() == len(reference.rows)
     assert table.map("sum_sq", (0,)) == pytest.approx(float(values[:, 0] @ values[:, 0]))
+    each = table.map("sum_sq", (0,), each=True)
+    assert len(each) == servers and sum(each) == pytest.approx(float(values[:, 0] @ values[:, 0]))
     for server, store in enumerate(local.stores):
         assert (id_servers(store.row_shard("t").map.ids, servers) == server).all()
 
@@ -478,6 +482,14 @@ def test_map_results_that_do_not_add_up_are_one_line():
                                         r"servers: ndarray \(\d+,\), ndarray \(\d+,\)$"):
         table.map(first_column)
     assert table.map("count_positive", (1,)) == 51
+
+
+def test_pull_columns_outside_the_table_is_one_line():
+    table = RowTable(LocalServers(1), "t", 2, np.float64, 0)
+    table.create()
+    with pytest.raises(UserError, match=r"^row table 't': columns \(2,\) are not a non-empty "
+                                        r"selection of 0..1$"):
+        table.pull([1], columns=[2])
 
 
 def test_a_push_of_one_number_per_id_fits_a_table_of_width_one():

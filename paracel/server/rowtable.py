@@ -93,13 +93,20 @@ class RowShard:
 
     # -- requests ------------------------------------------------------------
 
-    def pull(self, ids, source=None):
+    def pull(self, ids, source=None, columns=None):
         """The rows of ``ids`` (uint64, any order, repeats allowed), zeros
-        for ids that are not rows: ``(len(ids), width)``. The rows found
-        are kept for ``source``'s next push (see the module docstring)."""
+        for ids that are not rows: ``(len(ids), width)``, or only the given
+        ``columns`` (a sequence of column numbers) as ``(len(ids),
+        len(columns))``. The rows found are kept for ``source``'s next push
+        (see the module docstring)."""
         rows = self.map.find(ids)
         self._pulled[source] = (ids, rows)
-        return np.take(self._flat, rows).view(self.dtype).reshape(ids.size, self.width)
+        if columns is None:
+            return np.take(self._flat, rows).view(self.dtype).reshape(ids.size, self.width)
+        out = np.empty((ids.size, len(columns)), dtype=self.dtype)
+        for i, column in enumerate(columns):
+            out[:, i] = np.take(self._values[:, column], rows)
+        return out
 
     def push(self, ids, deltas, fn, params, source=None):
         """Fold ``deltas[i]`` into the row of ``ids[i]`` with row function
@@ -126,9 +133,12 @@ class RowShard:
         """Run table function ``fn`` on every row; its result."""
         return rowfns.lookup("table", fn)(self.values, params)
 
-    def items(self):
-        """``(ids, values)`` of every row, in no particular order (views)."""
-        return self.map.ids, self.values
+    def items(self, columns=None):
+        """``(ids, values)`` of every row, in no particular order (views), or
+        only the given ``columns`` of the values (copies)."""
+        if columns is None:
+            return self.map.ids, self.values
+        return self.map.ids, self.values[:, list(columns)]
 
     # -- rows of a push -------------------------------------------------------
 

@@ -239,7 +239,7 @@ class Server:
 
     def _rows_pull(self, source, keys, arg, payload):
         (ids,) = self._values(source, payload)
-        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source)])
+        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source, arg)])
 
     def _rows_push(self, source, keys, fn_name, payload):
         ids, deltas, params = self._values(source, payload)
@@ -260,7 +260,7 @@ class Server:
         self._reply(source, len(self.store.row_shard(keys[0])))
 
     def _rows_items(self, source, keys, arg, payload):
-        self._reply(source, None, list(self.store.row_shard(keys[0]).items()))
+        self._reply(source, None, list(self.store.row_shard(keys[0]).items(arg)))
 
 
 def resident_bytes():
