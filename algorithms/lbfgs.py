@@ -240,13 +240,6 @@ def finish(values, params):
     return np.array([penalty, np.count_nonzero(weights)], dtype=np.float64)
 
 
-@paracel.row_function("lr_lbfgs_put")
-def put(rows, deltas, params):
-    """``rows[:, column] = deltas`` (a worker's gradient share into its column)."""
-    (column,) = params
-    rows[:, column] = deltas if deltas.ndim == 1 else deltas[:, 0]
-
-
 def _gradient(values, memory, workers, lam, l1):
     """``G`` = the workers' gradient columns added in worker order (plus
     ``lam X`` for L2); ``P`` = ``G``, or its pseudo-gradient for L1."""
@@ -343,7 +336,8 @@ class Solver:
         lr = self.lr
         residual = residuals(z, lr.y_) / lr.n_
         column = HISTORY + 2 * self.memory + lr.worker_id
-        self.table.push(lr.ids_, lr.Xc_.T @ residual, fn="lr_lbfgs_put", params=(column,))
+        self.table.push(lr.ids_, (lr.Xc_.T @ residual)[:, None], fn="replace",
+                        columns=[column])
         return float(residual.sum()), float(log_losses(z, lr.y_).sum())
 
     def _margins(self, progress):

@@ -944,7 +944,7 @@ class LogisticRegression(paracel.Algorithm):
         weights = np.zeros(self.ids_.size)
         if self.init_model is not None:
             weights, self.start_intercept_ = self._init_weights(self.ids_)
-        table.push(self.ids_, weights, fn="lr_lbfgs_put", params=(column,))
+        table.push(self.ids_, weights[:, None], fn="replace", columns=[column])
         self.sync()
 
     def _init_weights(self, ids):

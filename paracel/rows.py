@@ -92,7 +92,7 @@ class RowTable:
             flat[positions] = _flat(replies[server][0])
         return out
 
-    def push(self, ids, deltas, fn="add", params=()):
+    def push(self, ids, deltas, fn="add", params=(), columns=None):
         """Fold ``deltas[i]`` into the row of ``ids[i]`` on its server.
 
         Parameters
@@ -109,6 +109,10 @@ class RowTable:
             registered with :func:`paracel.row_function`.
         params : tuple
             Passed to a row function as it is (numbers, strings, arrays).
+        columns : sequence of int, optional
+            With ``"add"`` and ``"replace"``: the columns the deltas are for
+            (``deltas`` is then ``(len(ids), len(columns))``), the others
+            left as they are -- e.g. one vector of several kept side by side.
 
         Returns
         -------
@@ -117,13 +121,18 @@ class RowTable:
         """
         fn = self._function("row", fn)
         ids = self._ids(ids)
-        deltas = self._deltas(ids, deltas, fn)
+        columns = self._columns(columns)
+        if columns is not None and fn not in rowfns.BUILTIN_ROW:
+            raise UserError(f"row table {self.name!r}: columns are for the built-in add and "
+                            f"replace; row function {fn!r} gets whole rows")
+        deltas = self._deltas(ids, deltas, fn, self.width if columns is None else len(columns))
         params = self._params(params)
+        tail = [] if columns is None else [columns]
         if self.servers == 1:
             return self.client.post("rows_push", [(0, [self.name], fn,
-                                                   [ids, deltas, params])])
+                                                   [ids, deltas, params, *tail])])
         return self.client.post("rows_push", [
-            (server, [self.name], fn, [ids[positions], _take(deltas, positions), params])
+            (server, [self.name], fn, [ids[positions], _take(deltas, positions), params, *tail])
             for server, positions in group_by_server(ids, self.servers)])
 
     # -- the whole table ------------------------------------------------------
@@ -217,15 +226,16 @@ class RowTable:
                             f"uint64), got dtype {ids.dtype}")
         return np.ascontiguousarray(ids)
 
-    def _deltas(self, ids, deltas, fn):
-        """``deltas`` checked against ``ids`` and ``fn``, as the array to send."""
+    def _deltas(self, ids, deltas, fn, width):
+        """``deltas`` checked against ``ids``, ``fn`` and the ``width`` they
+        are for, as the array to send."""
         deltas = np.asarray(deltas)
         if fn in rowfns.BUILTIN_ROW:
-            if deltas.shape == (ids.size,) and self.width == 1:
+            if deltas.shape == (ids.size,) and width == 1:
                 deltas = deltas.reshape(ids.size, 1)
-            if deltas.shape != (ids.size, self.width):
+            if deltas.shape != (ids.size, width):
                 raise UserError(f"row table {self.name!r}: deltas of shape {deltas.shape} "
-                                f"do not fit {ids.size} ids of width {self.width}")
+                                f"do not fit {ids.size} ids of width {width}")
             if not np.can_cast(deltas.dtype, self.dtype, "same_kind"):
                 raise UserError(f"row table {self.name!r}: {deltas.dtype} deltas do not fit "
                                 f"a table of {self.dtype}")
