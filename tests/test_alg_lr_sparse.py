@@ -112,6 +112,10 @@ def test_hashed_64_bit_ids_give_the_dense_answer(run_job, tmp_path, datasets):
     assert attrs["zero_based"] and ids.dtype == np.uint64
     used = np.unique(X.indices)
     assert set(ids.tolist()) == set(names[used].tolist())
+    # the servers hold a row per feature that occurs, nothing for the id space
+    tables = [stats["row_tables"]["lr.lbfgs"] for stats in result.metrics["server_stats"]]
+    assert sum(table["rows"] for table in tables) == used.size
+    assert sum(table["nbytes"] for table in tables) < 64 * used.size * 8 + 2**20
     np.testing.assert_allclose(w[np.searchsorted(ids, names[used])], ref["w"][used], atol=1e-4)
     assert b == pytest.approx(ref["b"], abs=1e-4)
 
