@@ -496,6 +496,15 @@ class Algorithm:
         wait_request(self.comm.Iallgather(values, every))
         return every
 
+    def allgather_objects(self, value):
+        """Every worker's picklable ``value`` (ids, names, small lists), as a
+        list in worker order: a collective call of all workers, waited for
+        without spinning and checked like :meth:`allgather`."""
+        from paracel.waiting import allgather_objects
+
+        self._barrier(watch.GATHER)
+        return allgather_objects(self.comm, value)
+
     def sum_over_workers(self, values):
         """The sum of every worker's ``values`` (see :meth:`allgather`),
         added in worker order: the same bits on every worker and in every

@@ -347,6 +347,28 @@ def test_check_params_bounds(name, value, fragment):
     assert f"params.{name}" in message and fragment in message
 
 
+#: Open bounds and list elements, declared (scikit-learn's ``Interval`` style).
+BOUNDED = {"rate": Param(float, 0.5, low=0, high=1, closed="neither"),
+           "sizes": Param(list, [1], items=Param(int, low=1), min_items=1)}
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("rate", 0.0, "params.rate: must be > 0, got 0.0"),
+    ("rate", 1.0, "params.rate: must be < 1, got 1.0"),
+    ("sizes", [], "params.sizes: expected at least 1 element(s), got []"),
+    ("sizes", [2, 0], "params.sizes[1]: 0 is below the minimum 1"),
+    ("sizes", [2, "x"], "params.sizes[1]: expected int >= 1, got str 'x'"),
+])
+def test_open_bounds_and_list_elements(name, value, message):
+    assert _error(check_params, {name: value}, BOUNDED) == message
+
+
+def test_open_bounds_and_list_elements_in_words():
+    assert BOUNDED["rate"].describe_type() == "float in (0, 1)"
+    assert BOUNDED["sizes"].describe_type() == "list of int >= 1"
+    assert check_params({"rate": 1e-9, "sizes": [3]}, BOUNDED) == {"rate": 1e-9, "sizes": [3]}
+
+
 def test_check_params_bounds_are_inclusive():
     values = check_params({"k": 2, "alpha": 0, "rounds": 1000}, ALGO)
     assert values["alpha"] == 0.0 and values["rounds"] == 1000
