@@ -321,7 +321,7 @@ def check_params(params, schema, where="params"):
 
 def resolve_param_paths(params, schema, base):
     """``params`` with every relative path parameter joined to ``base``."""
-    return {name: os.path.normpath(os.path.join(base, value))
+    return {name: resolve_path(value, base)
             if name in schema and schema[name].path and isinstance(value, str) else value
             for name, value in params.items()}
 
@@ -408,16 +408,19 @@ def _resolve_paths(raw, base):
     raw = dict(raw)
     checkpoint = raw.get("checkpoint")
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
-        raw["checkpoint"] = {**checkpoint,
-                             "dir": os.path.normpath(os.path.join(base, checkpoint["dir"]))}
+        raw["checkpoint"] = {**checkpoint, "dir": resolve_path(checkpoint["dir"], base)}
     for key in ("input", "output"):
         value = raw.get(key)
         if isinstance(value, str):
-            raw[key] = os.path.normpath(os.path.join(base, value))
+            raw[key] = resolve_path(value, base)
         elif isinstance(value, list):
-            raw[key] = [os.path.normpath(os.path.join(base, v)) if isinstance(v, str) else v
-                        for v in value]
+            raw[key] = [resolve_path(v, base) if isinstance(v, str) else v for v in value]
     return raw
+
+
+def resolve_path(value, base):
+    """``value`` with ``~`` expanded, relative to ``base`` unless absolute."""
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
 def _apply(raw, dotted, value):

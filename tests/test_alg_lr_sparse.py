@@ -138,6 +138,8 @@ def test_heldout_metrics_and_predictions_are_sklearns(run_job, tmp_path, dataset
     assert metrics["test_log_loss"] == pytest.approx(log_loss(yt, probability), rel=1e-9)
     assert metrics["test_auc"] == pytest.approx(roc_auc_score(yt, probability), rel=1e-9)
     assert metrics["test_accuracy"] == pytest.approx(model.score(Xt, yt), rel=1e-9)
+    timings = result.metrics["timings"]
+    assert timings["wall_seconds"] >= timings["solve_seconds"] > 0
     history = [entry for entry in result.metrics["history"] if "test_log_loss" in entry]
     assert len(history) >= metrics["epochs"]               # one per iteration
     assert history[-1]["test_log_loss"] == pytest.approx(metrics["test_log_loss"])

@@ -223,6 +223,21 @@ def test_relative_input_is_resolved_against_job_folder(tmp_path, monkeypatch):
     assert job.output == str(jobs / "out")
 
 
+def test_home_folder_paths_are_expanded(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "train.txt").write_text("1\n")
+    monkeypatch.setenv("HOME", str(home))
+    job = config.load(_write_job(tmp_path, {"algorithm": "lr", "input": "~/data/train.txt",
+                                            "output": "~/out",
+                                            "checkpoint": {"dir": "~/ckpt"}}))
+    assert job.input == str(home / "data" / "train.txt") and job.output == str(home / "out")
+    assert job.checkpoint["dir"] == str(home / "ckpt")
+    params = config.resolve_param_paths({"init_model": "~/m.h5"},
+                                        {"init_model": config.Param(str, path=True)}, "/x")
+    assert params == {"init_model": str(home / "m.h5")}
+
+
 def test_override_paths_are_resolved_against_cwd(tmp_path, monkeypatch):
     jobs, cwd = tmp_path / "jobs", tmp_path / "cwd"
     jobs.mkdir()
