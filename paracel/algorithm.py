@@ -22,14 +22,13 @@ store verbs (``read``, ``read_multi``, ``write``, ``write_multi``,
 progress metrics.
 """
 
-import json
 import logging
 import os
 import time
 
 import numpy as np
 
-from paracel import config, mpiexec, watch
+from paracel import config, watch
 
 #: When this process started (its first import of the project): the job's
 #: wall time in metrics.json counts from here (launch, load, solve, write).
@@ -519,58 +518,14 @@ class Algorithm:
             total += row
         return total
 
-    def _barrier(self, kind, size=0):
-        """Barrier of all workers that also checks they are all in the same
-        collective call (labels exchanged with it; see :mod:`paracel.watch`),
-        and ends in a clear error rather than a hang when they cannot all
-        arrive. ``size`` is what the call is about to exchange (it must be
-        the same on every worker)."""
-        from mpi4py import MPI
-
-        watcher = self._runtime.clock.watch
-        label = watcher.label(kind, self.clock)
-        mine = np.array([*label, size], dtype=np.int64)
-        every = np.empty((self.num_workers, mine.size), dtype=np.int64)
-        request = self.comm.Iallgather(mine, every)
-        watcher.wait(lambda: MPI.Request.Test(request), tuple(label))
-        watch.check_labels(every[:, :3], self.worker_id)
-        if (every[:, 3] != size).any():
-            if self.worker_id:
-                raise watch.ReportedElsewhere()
-            raise watch.CollectiveMismatch(
-                f"workers gave {', '.join(str(int(n)) for n in every[:, 3])} numbers to the same "
-                f"{watch.KINDS[kind]} call; every worker must give the same count")
-
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait
-        until the slowest worker is within the staleness bound."""
-        runtime = self._runtime
-        self._straggle()
-        runtime.client.flush()
-        clock = runtime.clock.commit()
-        runtime.clock_started = time.perf_counter()
-        self._progress(clock)
-        every = (runtime.job.checkpoint or {}).get("every")
-        if every and clock % every == 0:
-            self._checkpoint(clock)
+        until the slowest worker is within the staleness bound (a checkpoint
+        is taken at the clocks the job asks for)."""
+        self._worker.commit()
 
-    def _straggle(self):
-        """Benchmark-only straggler, set by ``PARACEL_STRAGGLER`` in the
-        environment: ``"W:F"`` makes worker W take F times as long over each
-        clock (it sleeps F - 1 times the clock's elapsed time before
-        committing); ``"any:F"`` slows one worker per clock, drawn from the
-        clock number (the same draw on every worker), as transient stragglers
-        do."""
-        spec = os.environ.get("PARACEL_STRAGGLER")
-        if not spec:
-            return
-        worker, _, factor = spec.partition(":")
-        if worker == "any":
-            worker = np.random.default_rng(self.clock).integers(self.num_workers)
-        if int(worker) == self.worker_id:
-            runtime = self._runtime
-            elapsed = time.perf_counter() - (runtime.clock_started or runtime.started)
-            time.sleep(max(0.0, (float(factor) - 1.0) * elapsed))
+    def _barrier(self, kind, size=0):
+        self._worker.barrier(kind, size)
 
     def finish_clock(self):
         """Leave the clock table early: this worker will call ``iter_commit``
@@ -591,172 +546,17 @@ class Algorithm:
         plots, e.g. each worker's own share of an objective."""
         self._runtime.pending.update(values)
 
-    def _checkpoint(self, clock):
-        """Snapshot servers and workers at ``clock`` (collective; see
-        :mod:`paracel.checkpoints`). Needs every worker to reach the same
-        checkpoint clocks: the labelled barriers (:mod:`paracel.watch`) find
-        one that does not."""
-        runtime = self._runtime
-        runtime.client.flush()
-        self._barrier(watch.CHECKPOINT)
-        runtime.checkpointer.save(clock, runtime.client, self.state(), self.metrics_,
-                                  barrier=lambda: self._barrier(watch.CHECKPOINT))
-        if self.worker_id == 0:
-            self.log.info("checkpoint at clock %d", clock)
-        runtime.last_checkpoint = clock
-
-    def _resume_state(self):
-        state, self.metrics_, self.history_ = self._runtime.checkpointer.restore()
-        self.restore(state)
-        self._runtime.last_checkpoint = self.clock
-        self.log.info("resumed from %s at clock %d", self._runtime.resume, self.clock)
-
-    def _finished_before(self):
-        """Whether this run resumed from the checkpoint taken after ``solve()``
-        returned: its history already ends with what the final phase, run
-        again now, reports (recording it again would repeat it)."""
-        last = self.history_[-1] if self.history_ else {}
-        return last.get("final", False) and last.get("clock") == self.clock
-
-    def _record(self, entry):
-        """Append a history entry (and keep it for the next checkpoint)."""
-        self.history_.append(entry)
-        if self._runtime.checkpointer is not None:
-            self._runtime.checkpointer.record(_plain(entry))
-
-    def _progress(self, clock):
-        """Append this clock's entry (time since the common start, what was
-        reported or traced) to the history; worker 0 logs it."""
-        runtime = self._runtime
-        elapsed = time.perf_counter() - runtime.started
-        entry = {"clock": clock, "elapsed": round(elapsed, 6),
-                 "wait": round(runtime.clock.wait_seconds, 6),
-                 "sync": round(runtime.sync_seconds, 6),
-                 "comm": round(runtime.client.comm_seconds, 6), **runtime.pending}
-        self._record(entry)
-        if self.worker_id == 0:
-            shown = "".join(f"  {name}={_short(value)}"
-                            for name, value in runtime.pending.items())
-            self.log.info("clock %d  %.3f s  wait %.3f s%s", clock, elapsed,
-                          runtime.clock.wait_seconds, shown)
-        runtime.pending.clear()
+    # -- the run -----------------------------------------------------------
 
     # -- the run -----------------------------------------------------------
 
     def run(self, runtime):
-        """Run ``solve()`` on this worker, then finish its part of the job.
-
-        Called by the launcher; ``runtime`` carries the topology, the client,
-        the clock table and the job.
-        """
-        from paracel.io import outputs
+        """Run ``solve()`` on this worker, then finish its part of the job
+        (see :class:`paracel.worker.Worker`). Called by the launcher;
+        ``runtime`` carries the topology, the client, the clock table and
+        the job."""
+        from paracel.worker import Worker
 
         self._runtime = runtime
-        if self.worker_id == 0:
-            removed = outputs.claim(runtime.job.output, runtime.job.path, self.resumed)
-            if removed:
-                self.log.info("removed %d file(s) of the previous run from %s",
-                              len(removed), runtime.job.output)
-        self._agree_input_sizes()
-        self._barrier(watch.START)  # one start: histories share a time base
-        runtime.started = time.perf_counter()
-        if self.resumed:
-            self._resume_state()
-        result = self.solve()
-        if isinstance(result, dict):
-            self.metrics_.update(result)
-        if runtime.pending and not self._finished_before():  # reported after the last clock
-            elapsed = round(time.perf_counter() - runtime.started, 6)
-            self._record({"clock": self.clock, "elapsed": elapsed, "final": True,
-                          **runtime.pending})
-        if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
-            self._checkpoint(self.clock)
-        solve_seconds = time.perf_counter() - runtime.started
-        runtime.client.flush()
-        runtime.clock.finish()
-        self._write_metrics(solve_seconds)
-        runtime.client.done()
-
-    def _agree_input_sizes(self):
-        """Measure the input files once (worker 0) and give every worker the
-        same sizes, so shares are cut alike and a file that grows while the
-        job runs is read only up to what it held now."""
-        from paracel.io import lines
-        from paracel.waiting import bcast_json
-
-        job = self._runtime.job
-        sizes = None
-        if self.worker_id == 0 and job.input is not None:
-            sizes = {path: os.path.getsize(path) for path in config.input_files(job.input)}
-        lines.agree_sizes(bcast_json(self.comm, sizes) or {})
-
-    def _write_metrics(self, solve_seconds):
-        from paracel.waiting import gather_json, wait_request
-
-        runtime = self._runtime
-        self._barrier(watch.END)
-        mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
-                         runtime.skipped, runtime.client.comm_seconds,
-                         runtime.sync_seconds, *_cache_counts(runtime.client.cache),
-                         runtime.clock.commit_seconds], dtype=np.float64)
-        every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
-        wait_request(self.comm.Igather(mine, every, root=0))
-        histories = gather_json(self.comm, _plain(self.history_))
-        if self.worker_id != 0:
-            return
-        server_stats = runtime.client.stats()
-        report = {
-            "job": runtime.job.path,
-            "launch": os.environ.get(mpiexec.TOKEN),
-            "algorithm": runtime.job.algorithm,
-            "workers": self.num_workers,
-            "servers": self.num_servers,
-            "staleness": self.staleness,
-            "metrics": _plain(self.metrics_),
-            "skipped_lines": int(every[:, 3].sum()),
-            "timings": {
-                "wall_seconds": round(time.time() - STARTED, 3),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(STARTED)),
-                "solve_seconds": float(every[:, 0].max()),
-                "per_worker_solve_seconds": every[:, 0].tolist(),
-                "per_worker_clock_wait_seconds": every[:, 1].tolist(),
-                "per_worker_comm_seconds": every[:, 4].tolist(),
-                "per_worker_sync_wait_seconds": every[:, 5].tolist(),
-                "per_worker_cache_hits": every[:, 6].astype(int).tolist(),
-                "per_worker_cache_misses": every[:, 7].astype(int).tolist(),
-                "per_worker_clocks": every[:, 2].astype(int).tolist(),
-                "per_worker_commit_seconds": every[:, 8].tolist(),
-                "clock_table": type(runtime.clock).__name__,
-            },
-            "placement": runtime.topology.placement(),
-            "server_stats": server_stats,
-            "history": _plain(self.history_),
-            "worker_history": histories,
-            "config": runtime.job.to_dict(),
-        }
-        from paracel.io import outputs
-
-        with outputs.atomic_file(runtime.job.output, "metrics.json") as handle:
-            json.dump(report, handle, indent=2)
-
-
-def _cache_counts(cache):
-    """(hits, misses) of the worker's parameter cache; zeros without one."""
-    return (0, 0) if cache is None else (cache.hits, cache.misses)
-
-
-def _short(value):
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def _plain(value):
-    """Metrics as JSON-friendly values (numpy scalars and arrays to Python)."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
+        self._worker = Worker(self, runtime)
+        self._worker.run()

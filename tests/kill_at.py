@@ -24,14 +24,16 @@ def _die():
 
 def _kill_worker(worker, when):
     if when == "end":
-        write_metrics = paracel.Algorithm._write_metrics
+        from paracel.worker import Worker
+
+        write_metrics = Worker.write_metrics
 
         def end(self, *args, **kwargs):
             if self.worker_id == worker:
                 _die()
             return write_metrics(self, *args, **kwargs)
 
-        paracel.Algorithm._write_metrics = end
+        Worker.write_metrics = end
         return
     iter_commit = paracel.Algorithm.iter_commit
 
