@@ -351,6 +351,17 @@ class Algorithm:
         ``"bad_lines": "skip"``); the total lands in ``metrics.json``."""
         self._runtime.skipped += int(count)
 
+    def _kept_some(self, files, rows, skipped):
+        """Refuse input whose every line was skipped as malformed (a
+        collective call): nothing would be learned, silently."""
+        from paracel.errors import DataError
+
+        kept, dropped = self.sum_over_workers([rows, skipped])
+        if kept == 0 and dropped > 0:
+            raise DataError(f"{files[0]}{'...' if len(files) > 1 else ''}: every line "
+                            f"({int(dropped)}) was malformed and skipped (bad_lines: skip); "
+                            "nothing is left to learn from")
+
     def load_lines(self, files=None):
         """This worker's share of the input's lines (line ends dropped)."""
         from paracel.io.lines import iter_lines
@@ -379,25 +390,29 @@ class Algorithm:
         files' indices were 0-based (as decided with ``"auto"``)."""
         from paracel.io import libsvm
 
+        paths = self._files(files)
         if compact:
             labels, X, ids, skipped, self.zero_based_ = libsvm.load_compact(
-                self._files(files), self.comm, self.worker_id, self.num_workers, n_features,
+                paths, self.comm, self.worker_id, self.num_workers, n_features,
                 zero_based, skip=self._skip_bad_lines)
             self.skipped_lines(skipped)
+            self._kept_some(paths, labels.size, skipped)
             return labels, X, ids
-        labels, X, skipped = libsvm.load(self._files(files), self.comm, self.worker_id,
-                                         self.num_workers, n_features, zero_based,
-                                         skip=self._skip_bad_lines)
+        labels, X, skipped = libsvm.load(paths, self.comm, self.worker_id, self.num_workers,
+                                         n_features, zero_based, skip=self._skip_bad_lines)
         self.skipped_lines(skipped)
+        self._kept_some(paths, labels.size, skipped)
         return labels, X
 
     def load_dense(self, files=None, has_id=True):
         """This worker's share of dense vectors (``id,f1,...,fk``): ``(ids, array)``."""
         from paracel.io import dense
 
-        ids, X, skipped = dense.load(self._files(files), self.comm, self.worker_id,
-                                     self.num_workers, has_id, skip=self._skip_bad_lines)
+        paths = self._files(files)
+        ids, X, skipped = dense.load(paths, self.comm, self.worker_id, self.num_workers, has_id,
+                                     skip=self._skip_bad_lines)
         self.skipped_lines(skipped)
+        self._kept_some(paths, len(ids), skipped)
         return ids, X
 
     def load_graph(self, files=None, partition="fmap", weighted=None):
@@ -425,6 +440,8 @@ class Algorithm:
                                          on_error=self._runtime.job.bad_lines, **options)
         if self.worker_id == 0:  # the count is already summed over the workers
             self.skipped_lines(triples.skipped)
+        self._kept_some(self._files(files), len(triples.src),
+                        triples.skipped if self.worker_id == 0 else 0)
         return triples
 
     def load_mtx(self, path=None):

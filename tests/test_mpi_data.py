@@ -130,6 +130,14 @@ def test_bad_lines_stop_the_job_or_are_skipped_and_counted(run_job, tmp_path):
     rows = sum(sp.load_npz(os.path.join(skipped.output, f"share_{w}.npz")).shape[0]
                for w in range(3))
     assert rows == 40
+    # nothing but bad lines: skipping them all leaves nothing, which is an error
+    garbage = tmp_path / "garbage.svm"
+    garbage.write_text("x 1:1\n" * 30)
+    empty = run_job("io_algos:LoadShares", processes=4, servers=1, input=str(garbage),
+                    bad_lines="skip", output=str(tmp_path / "nothing"))
+    assert empty.returncode == 2
+    assert ("garbage.svm: every line (30) was malformed and skipped (bad_lines: skip); "
+            "nothing is left to learn from") in empty.stderr
 
 
 @pytest.mark.parametrize("kind", ["graph", "ratings"])
