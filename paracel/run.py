@@ -12,10 +12,12 @@ error (bad job file, missing input, malformed data) is one line, exit 2.
 
 import argparse
 import importlib
+import json
 import os
 import signal
 import socket
 import sys
+import textwrap
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -358,8 +360,36 @@ def main(argv=None):
         return EXIT_USER_ERROR
     if not launched:
         chosen = ["--resume-from", origin.folder] if origin and origin.folder else []
-        return mpiexec.relaunch(job, [*without_hostfile(argv), *chosen], extra)
+        code = mpiexec.relaunch(job, [*without_hostfile(argv), *chosen], extra)
+        if code == 0:
+            print(summary(job.output), flush=True)
+        return code
     return launch(job, algorithm, origin)
+
+
+def summary(output, width=100):
+    """What a finished job tells its user: the algorithm, its shape and
+    time, its final metrics (numbers, flags, short strings) and where the
+    results are, read from its ``metrics.json``."""
+    with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
+        report = json.load(handle)
+    timings = report["timings"]
+    lines = [f"paracel: {report['algorithm']} finished: {report['workers']} worker(s) + "
+             f"{report['servers']} server(s), {timings['wall_seconds']:.1f} s (solve "
+             f"{timings['solve_seconds']:.1f} s, {max(timings['per_worker_clocks'])} clocks)"]
+    shown = [f"{name}={_shown(value)}" for name, value in report["metrics"].items()
+             if isinstance(value, (int, float, bool)) or
+             (isinstance(value, str) and len(value) <= 40)]
+    lines += textwrap.wrap("  ".join(shown), width, initial_indent="  ",
+                           subsequent_indent="  ")
+    files = sorted(name for name in os.listdir(output) if not name.startswith("."))
+    listed = ", ".join(files[:8]) + (f", ... ({len(files)} files)" if len(files) > 8 else "")
+    lines.append(f"  results in {output}: {listed}")
+    return "\n".join(lines)
+
+
+def _shown(value):
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def split_passthrough(argv):

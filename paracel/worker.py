@@ -14,6 +14,7 @@ them there, so a checkpoint holds them with the algorithm's own state.
 """
 
 import json
+import logging
 import os
 import time
 
@@ -21,6 +22,9 @@ import numpy as np
 
 from paracel import mpiexec, watch
 from paracel.algorithm import STARTED
+
+#: Seconds between two progress lines at ``info``.
+PROGRESS_SECONDS = 5.0
 
 #: Benchmark-only: ``"W:F"`` or ``"any:F"`` makes a worker a straggler (see
 #: :func:`straggle`).
@@ -44,6 +48,7 @@ class Worker:
         self.algorithm = algorithm
         self.runtime = runtime
         self.before_commit = [straggle] if os.environ.get(STRAGGLER) else []
+        self.shown_at = 0.0   # when worker 0 last logged a clock at info
 
     @property
     def worker_id(self):
@@ -92,7 +97,10 @@ class Worker:
 
     def progress(self, clock):
         """Append this clock's entry (time since the common start, what was
-        reported or traced) to the history; worker 0 logs it."""
+        reported or traced) to the history; worker 0 logs it: every clock at
+        ``debug``, at ``info`` the first and then one every
+        :data:`PROGRESS_SECONDS` (a long run shows its progress without a
+        line per clock)."""
         runtime = self.runtime
         elapsed = time.perf_counter() - runtime.started
         entry = {"clock": clock, "elapsed": round(elapsed, 6),
@@ -101,10 +109,14 @@ class Worker:
                  "comm": round(runtime.client.comm_seconds, 6), **runtime.pending}
         self.record(entry)
         if self.worker_id == 0:
+            due = elapsed >= self.shown_at + PROGRESS_SECONDS or clock == 1
+            self.shown_at = elapsed if due else self.shown_at
             shown = "".join(f"  {name}={_short(value)}"
                             for name, value in runtime.pending.items())
-            self.algorithm.log.info("clock %d  %.3f s  wait %.3f s%s", clock, elapsed,
-                                    runtime.clock.wait_seconds, shown)
+            self.algorithm.log.log(logging.INFO if due else logging.DEBUG,
+                                   "clock %d  %.3f s  %.1f clocks/s  wait %.3f s%s", clock,
+                                   elapsed, clock / max(elapsed, 1e-9),
+                                   runtime.clock.wait_seconds, shown)
         runtime.pending.clear()
 
     def record(self, entry):
