@@ -23,6 +23,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 
 from paracel.errors import ConfigError
 
@@ -167,13 +168,50 @@ def relaunch(job, argv, extra=()):
 
     launch, env = command(find(), job.processes, extra)
     env[TOKEN] = secrets.token_hex(16)
-    process = subprocess.Popen([*launch, sys.executable, "-m", "paracel.run", *argv], env=env)
+    process = subprocess.Popen([*launch, sys.executable, "-m", "paracel.run", *argv], env=env,
+                               stderr=subprocess.PIPE)
+    forwarding = threading.Thread(target=forward_stderr,
+                                  args=(process.stderr, sys.stderr.buffer), daemon=True)
+    forwarding.start()
     try:
         code = process.wait()
     except KeyboardInterrupt:
         _stop(process)
         return EXIT_INTERRUPTED
+    finally:
+        forwarding.join(timeout=5)
     return check_finished(code, job.output, env[TOKEN])
+
+
+#: Open MPI's own boxed reports of an abort that a rank already explained in
+#: one line (``paracel: error: ...``): repeated noise, dropped. Boxes about
+#: a rank killed by a signal, a lost daemon and the like are kept.
+ABORT_NOISE = (b"MPI_ABORT was invoked", b'calling\n"abort"', b'calling "abort"')
+
+
+def forward_stderr(stream, sink):
+    """Copy mpiexec's standard error to ``sink`` line by line, as it comes,
+    without the boxes (between lines of dashes) of :data:`ABORT_NOISE`."""
+    box = None
+    for line in iter(stream.readline, b""):
+        dashes = line.strip() and not line.strip().strip(b"-")
+        if box is None and not dashes:
+            if line.strip(b"\0"):           # prterun ends with a stray NUL byte
+                sink.write(line)
+                sink.flush()
+        elif box is None:
+            box = [line]
+        else:
+            box.append(line)
+            if dashes:
+                text = b"".join(box)
+                if not any(noise in text for noise in ABORT_NOISE):
+                    sink.write(text)
+                    sink.flush()
+                box = None
+    if box:
+        sink.write(b"".join(box))
+        sink.flush()
 
 
 def check_finished(code, output, token):

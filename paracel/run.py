@@ -231,6 +231,12 @@ def launch(job, algorithm, origin=None):
         _run_role(topology, job, algorithm, origin)
         return 0
     except UserError as error:
+        # an error every worker finds (bad data they all read, a bad
+        # parameter) is told once, by rank 0: the others wait to be torn
+        # down, and report only if still alive (the error was theirs alone)
+        if MPI.COMM_WORLD.Get_rank() != 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            time.sleep(REPORT_GRACE_SECONDS)
         _abort(MPI.COMM_WORLD, f"paracel: error: [{tag}] {error}\n", EXIT_USER_ERROR)
     except ReportedElsewhere:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # being torn down is expected now

@@ -71,3 +71,24 @@ def test_a_job_that_did_not_write_its_metrics_did_not_finish(tmp_path, capsys):
     (tmp_path / "metrics.json").write_text(json.dumps({"launch": "abc"}))
     assert mpiexec.check_finished(0, str(tmp_path), "abc") == 0
     assert mpiexec.check_finished(137, str(tmp_path), "abc") == 137
+
+
+def test_open_mpis_abort_boxes_are_dropped_and_the_rest_forwarded():
+    import io
+
+    from paracel.mpiexec import forward_stderr
+
+    dashes = b"-" * 74 + b"\n"
+    stream = io.BytesIO(
+        b"paracel: error: [worker 0] bad.svm: labels must be 0/1\n"
+        + dashes + b"MPI_ABORT was invoked on rank 1 in communicator MPI_COMM_WORLD\n"
+        + b"  Errorcode: 2\n" + dashes
+        + dashes + b'prterun has exited due to process rank 1 with PID 0 on node vm calling\n'
+        + b'"abort". This may have caused other processes to be terminated\n' + dashes
+        + dashes + b"prterun noticed that process rank 3 exited on signal 9 (Killed).\n"
+        + dashes + b"\0")
+    sink = io.BytesIO()
+    forward_stderr(stream, sink)
+    assert sink.getvalue() == (b"paracel: error: [worker 0] bad.svm: labels must be 0/1\n"
+                               + dashes + b"prterun noticed that process rank 3 exited on "
+                               b"signal 9 (Killed).\n" + dashes)
