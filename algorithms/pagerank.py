@@ -172,10 +172,14 @@ class PageRank(paracel.Algorithm):
                                    choices=("smap", "fmap", "fsmap")),
     }
 
-    def solve(self):
-        if self.staleness is None:
+    def check_job(self, job):
+        """Refuse ``staleness: null`` before launch: without a bound no
+        iteration's L1 change is ever known complete."""
+        if job.staleness is None:
             raise paracel.ConfigError("staleness: pagerank needs a bound (0 for BSP); "
                                       "null never makes an iteration's L1 change complete")
+
+    def solve(self):
         graph = self.load_graph(partition=self.partition)
         n = graph.shape[0]
         own = np.arange(self.worker_id * n // self.num_workers,
