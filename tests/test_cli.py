@@ -62,6 +62,9 @@ def test_describe_unknown_algorithm_exits_2():
     ({"algorithm": "mpi_algos:NotThere"}, "no paracel.Algorithm subclass named 'NotThere'"),
     ({"algorithm": "wc", "modules": ["no_such_updates"]}, "modules[0]: cannot import"),
     ({"algorithm": "wc", "servers": 4, "processes": 4}, "need at least 5 processes"),
+    ({"algorithm": "pagerank", "staleness": None}, "staleness: pagerank needs a bound"),
+    ({"algorithm": "lr", "params": {"epochs": 0}}, "params.epochs: 0 applies init_model"),
+    ({"algorithm": "als", "params": {"lambdas": [0.1, -1]}}, "params.lambdas[1]: must be > 0"),
 ])
 def test_bad_job_file_exits_2_naming_the_key(tmp_path, job, named):
     path = write_job(tmp_path, **job)
