@@ -453,12 +453,19 @@ class LogisticRegression(paracel.Algorithm):
         return list(range(self.worker_id, matrix.num_blocks, self.num_workers))
 
     def _step_size(self, progress):
-        """The SGD step size after ``progress`` epochs."""
+        """The step size of one worker's batch after ``progress`` epochs: the
+        schedule's ``eta`` over the number of workers ``W``. The ``W`` steps
+        of a clock are computed from about the same model, so together they
+        make one step ``eta`` along the mean gradient of the clock's ``W``
+        batches, whatever ``W`` (``W`` steps of ``eta`` would make a step ``W``
+        times as long, which overshoots: see the module docstring)."""
         if self.lr_schedule == "inverse":
-            return self.eta0_ / (1.0 + self.lr_decay * progress)
-        if self.lr_schedule == "inverse_sqrt":
-            return self.eta0_ / np.sqrt(1.0 + self.lr_decay * progress)
-        return self.eta0_
+            eta = self.eta0_ / (1.0 + self.lr_decay * progress)
+        elif self.lr_schedule == "inverse_sqrt":
+            eta = self.eta0_ / np.sqrt(1.0 + self.lr_decay * progress)
+        else:
+            eta = self.eta0_
+        return eta / self.num_workers
 
     # -- SGD under SSP -----------------------------------------------------
 
