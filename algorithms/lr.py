@@ -17,6 +17,11 @@ Labels may be -1/+1 or 0/1 (and the predictions use the input's convention).
 
 Methods
 -------
+``lbfgs`` is the default: on the click-log study (docs/ctr.md) it is the
+only method that reaches scikit-learn's optimum, in as many iterations,
+with the model kept by feature id; ``ftrl`` gets a good model in one pass;
+``sgd`` and ``gd`` keep a dense vector of ``n_features`` weights.
+
 ``method: "sgd"`` -- mini-batch stochastic gradient under SSP. Each worker
 shuffles its share every pass and cuts it into the same number of batches
 as every other worker (so all workers do the same number of clocks). For each
@@ -48,18 +53,42 @@ so concurrent pushes never undo one another's shrinking:
   is copied into ``w`` at the end.
 * ``none``: the step is added (``add``).
 
-The step size at progress ``e`` is
-``eta0`` (``lr_schedule: "constant"``), ``eta0 / (1 + lr_decay * e)``
-(``"inverse"``) or ``eta0 / sqrt(1 + lr_decay * e)`` (``"inverse_sqrt"``);
-``eta0`` is ``learning_rate``, by default ``10 / L`` with
+The step size at progress ``e`` is ``eta / W`` for each batch of each of
+the ``W`` workers, where ``eta`` is ``eta0`` (``lr_schedule:
+"constant"``), ``eta0 / (1 + lr_decay * e)`` (``"inverse"``) or
+``eta0 / sqrt(1 + lr_decay * e)`` (``"inverse_sqrt"``); ``eta0`` is
+``learning_rate``, by default ``10 / L`` with
 ``L = (mean_i ||x_i||^2 + 1) / 4``, the mean per-example bound on the
-log-loss curvature (about 1.3 for 30 standardised features). ``e`` is
-counted in epochs of the whole data set, from the steps made by all workers
-together (a counter on the servers, read with the intercept): with ``W``
-workers a clock makes ``W`` steps and an epoch takes about
-``n / batch_size`` steps whatever ``W`` is, and a straggler (``staleness``
-large or null) steps as small as the workers ahead of it instead of
-dragging the model towards its own share with early-epoch steps.
+log-loss curvature (``L`` about 8, ``eta0`` about 1.3, for 30 standardised
+features). ``e`` is counted in epochs of the whole data set, from the steps
+made by all workers together (a counter on the servers, read with the
+intercept): with ``W`` workers a clock makes ``W`` steps and an epoch takes
+about ``n / batch_size`` steps whatever ``W`` is, and a straggler
+(``staleness`` large or null) steps as small as the workers ahead of it
+instead of dragging the model towards its own share with early-epoch steps.
+
+Why ``eta / W``: the ``W`` steps of a clock are computed from about the
+same model (at staleness 0 a read sees every step of the earlier clocks and
+few of its peers' steps of the same clock), so steps of ``eta`` each would
+move the model by ``W * eta`` along the mean gradient of the clock's
+batches: a step that grows with ``W`` until it overshoots the curvature and
+oscillates, the more so with staleness (older gradients). Measured (100
+epochs, ``tol: null``, staleness 0 and 2, log-loss above scikit-learn's
+optimum) on heart_scale-like data (270 x 13, ``C = 1``, 2 seeds) with steps
+of ``eta``: up to +0.8 % with 2 workers, +1.5 % with 4 and +1.3 % with 7,
+against within 0.1 % with one; on a noisier set of that size (70 %
+accuracy, 3 seeds) up to +60 % with 4 workers and +215 % with 7. With
+``eta / W`` (3 seeds) a clock makes one step ``eta`` along the mean
+gradient of ``W`` batches, which is one worker's step with a ``W`` times
+larger batch, so a step that is stable for one worker is stable for any
+``W``: within 0.1 % for 1 to 7 workers at staleness 0 and 2 on the first
+set, within 1 % for 2 to 7 on the second (where one worker ends at +2 % on
+one seed of three: ``eta0`` is too large for that set whatever ``W``). The
+price: a pass makes ``W`` times fewer steps, so a problem that needs many
+steps needs more passes with many workers (digits, l1, ``C = 0.1``, 4
+workers at staleness 2: +2 % log-loss after 100 epochs, where steps of
+``eta`` ended at -0.3 %); the noise is lower too, so a smaller ``lr_decay``
+makes up for it (+0.9 % at 0.025).
 
 Every example weighs the same: a batch's gradient is its summed gradient
 over the mean batch size ``n / (batches per pass)`` (so a smaller share's
@@ -82,12 +111,40 @@ take a few more steps instead of leaving a slow one to finish alone, whose
 last steps would pull the model towards its own share (measured: +3 % to
 +14 % log-loss on breast cancer with 4 asynchronous workers, against
 within 1 % this way). With ``tol`` set, each worker makes ``epochs`` passes
-at most and the workers meet at each pass's end (one barrier) to sum its
-mean training log-loss (measured on each batch before its step); training
-stops when that has not improved by ``tol`` for ``n_iter_no_change`` passes
-in a row. With more than one worker SGD is not bit-reproducible even at
-staleness 0 (a read may or may not include a peer's step of the same
-clock); with one it is.
+at most, and at each pass's end the workers evaluate the objective ``F`` of
+the current model exactly (two barriers: one so that every step of the pass
+has landed, one so that nobody steps on before all have read): each worker
+pulls the weights of its share's features and adds up its share's
+log-loss, and the penalty of the blocks of ``w`` it owns; the sums are
+added in worker order. Training stops when ``F`` has improved by less than
+``tol`` (relative: ``F_then - F_now < tol * F_now``) since ``F_then``, its
+value at the end of the latest pass whose step size was at least twice the
+current one, at ``n_iter_no_change`` pass ends in a row. Why: SGD with a
+step ``eta`` settles within a distance of the optimum that shrinks with
+``eta`` (its noise floor); from a step twice as large the floor has halved,
+so if ``F`` did not improve by ``tol * F`` meanwhile, both the floor and
+what is left of the gap are below about ``tol * F``. Comparing
+consecutive passes stops too early instead: the mean batch log-loss of a
+pass (measured on each batch before its step, while the model moves) is
+noisier than the improvements looked for (the rule that compared it with
+the best so far, with the defaults on heart_scale-like data, 1, 2 and 4
+workers, staleness 0 and 2, 3 seeds: all 18 runs stopped as converged
+after 9 to 28 passes, 1.6 % to 50 % above the optimal objective), and even
+the exact ``F`` improves by little per pass just because the steps are
+small (with ``eta ~ 1 / e`` the gap shrinks by about ``gap / e`` a pass,
+below ``tol * F`` once the gap is below ``e * tol * F``: 1 % after 100
+passes at ``tol = 1e-4``). The price is time: with the default schedule
+the step at pass 22 is half that of pass 1 (the first ``F`` known), at pass
+64 half that of pass 22, and so on, so a run stops after 26 passes at the
+earliest, and on the data above with 2 and 4 workers only after 128 to 290
+passes (all within 0.01 % of the optimum): with the default ``epochs``
+(100) such a run ends unconverged (``converged: false``, within 0.12 %). A
+larger ``lr_decay`` stops sooner where a faster decay still converges.
+With a constant step (``lr_schedule: "constant"`` or ``lr_decay: 0``) the
+step never halves and ``tol`` never stops SGD: a constant step does not
+converge, it stays at its noise floor. With more than one worker SGD is
+not bit-reproducible even at staleness 0 (a read may or may not include a
+peer's step of the same clock); with one it is.
 
 ``method: "gd"`` -- full-batch proximal gradient descent, accelerated
 (FISTA with adaptive restart) unless ``acceleration`` is false. Each
@@ -171,7 +228,7 @@ Checkpoints and resume
 ----------------------
 A worker's state (:meth:`LogisticRegression.state`) is its loop's progress.
 SGD's (:class:`SGDProgress`): the pass and batch it is at, the pass's loss
-sums so far, the ``tol`` test's best loss and count, and its generator's
+sums so far, the ``tol`` test's objectives and count, and its generator's
 state before the pass's shuffle, so a resumed job draws the same shuffle and
 takes the next batch. GD's (:class:`GDProgress`): the intercept at ``x`` and
 ``y`` (kept by every worker), the momentum and restart terms, the ``tol``
@@ -211,18 +268,20 @@ Metrics (``metrics.json``): ``log_loss`` (mean over the training data),
 ``accuracy`` (threshold 0.5), ``objective`` (``F`` above), ``nonzeros``
 (non-zero weights), ``intercept``, ``epochs`` (run), ``converged``,
 ``examples``, ``features`` (lbfgs, ftrl: features with a weight; with
-``admit`` in lbfgs also ``features_seen``), ``learning_rate`` (sgd, gd),
-and with ``test`` the held-out scores; each clock reports ``loss`` (SGD,
-FTRL: mean batch log-loss of worker 0 in the current epoch so far; GD: the
-mean log-loss at the point where the gradient was taken; lbfgs reports
-``objective`` and ``gradient``, the largest gradient component). With SGD every
+``admit`` in lbfgs also ``features_seen``), ``learning_rate`` (sgd, gd:
+``eta0``), and with ``test`` the held-out scores; each clock reports
+``loss`` (SGD, FTRL: mean batch log-loss of worker 0 in the current epoch so
+far; GD: the mean log-loss at the point where the gradient was taken; lbfgs
+reports ``objective`` and ``gradient``, the largest gradient component),
+and SGD with ``tol`` reports ``objective`` (``F`` of the model at a pass's
+end) with the first clock of the next pass. With SGD every
 worker also traces ``batch_loss`` (its batch's mean log-loss before the
 step) in its ``worker_history``, and with ``trace_every: k`` every ``k``
 clocks ``share_loss`` (its share's summed log-loss under the current model,
 and the share's size), from which the training log-loss over time follows.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse
@@ -241,6 +300,9 @@ MAX_BLOCK_ROWS = 1 << 17
 #: FTRL's alpha (without ``learning_rate``) and beta.
 FTRL_ALPHA = 0.5
 FTRL_BETA = 1.0
+#: SGD's ``tol`` test compares the objective with its value when the step
+#: size was at least this many times the current one (see the docstring).
+STEP_RATIO = 2.0
 
 
 # -- server-side row update functions (registered on every rank at import) --
@@ -313,8 +375,8 @@ class SGDProgress:
     batch: int = 0          # batches of the current pass done
     loss_sum: float = 0.0   # the pass's summed batch log-loss so far
     seen: int = 0           # the examples it covers
-    best: float = np.inf    # tol: the best pass log-loss so far
-    stale: int = 0          # tol: passes in a row without improving on it by tol
+    objectives: list = field(default_factory=list)  # tol: F at the end of each pass
+    stale: int = 0          # tol: passes in a row without improving by tol
     converged: bool = False
     done: bool = False      # the loop is over
     shuffle_rng: dict = None  # the generator's state before the pass's shuffle
@@ -342,15 +404,15 @@ class LogisticRegression(paracel.Algorithm):
     summary = ("binary logistic regression (L2/L1) on LIBSVM data: SGD under SSP "
                "or accelerated full-batch GD")
     parameters = {
-        "method": paracel.Param(str, "sgd", "lbfgs: L-BFGS (l2, none) or OWL-QN (l1); ftrl: "
+        "method": paracel.Param(str, "lbfgs", "lbfgs: L-BFGS (l2, none) or OWL-QN (l1); ftrl: "
                                 "FTRL-Proximal under SSP (both with the model in a row table "
                                 "keyed by feature id); sgd: mini-batch SGD under SSP; gd: "
                                 "full-batch proximal gradient descent",
                                 choices=("lbfgs", "ftrl", "sgd", "gd")),
         "penalty": paracel.Param(str, "l2", "the penalty r(w) on the weights (not the "
                                  "intercept)", choices=("l2", "l1", "none")),
-        "C": paracel.Param(float, 1.0, "inverse penalty strength, > 0, as scikit-learn's: "
-                           "minimise mean log-loss + r(w) / (C n)"),
+        "C": paracel.Param(float, 1.0, "inverse penalty strength, as scikit-learn's: "
+                           "minimise mean log-loss + r(w) / (C n)", low=0, closed="neither"),
         "fit_intercept": paracel.Param(bool, True, "learn an (unpenalised) intercept"),
         "epochs": paracel.Param(int, 100, "most passes over the data (gd, lbfgs: "
                                 "iterations); 0: no training, apply init_model to the input "
@@ -358,8 +420,9 @@ class LogisticRegression(paracel.Algorithm):
         "batch_size": paracel.Param(int, None, "sgd, ftrl: examples per mini-batch (per "
                                     "worker and clock); null: sgd 32, ftrl 1024", low=1,
                                     nullable=True),
-        "learning_rate": paracel.Param(float, None, "step size eta0, > 0; null: sgd "
-                                       "10 / L, gd 1 / L (L from the data, see the docs)",
+        "learning_rate": paracel.Param(float, None, "step size eta0 (ftrl: alpha); null: "
+                                       "sgd 10 / L, gd 1 / L (L from the data, see the "
+                                       "docs), ftrl 0.5", low=0, closed="neither",
                                        nullable=True),
         "lr_schedule": paracel.Param(str, "inverse", "sgd: eta0, eta0 / (1 + lr_decay e) or "
                                      "eta0 / sqrt(1 + lr_decay e) at epoch e",
@@ -367,9 +430,10 @@ class LogisticRegression(paracel.Algorithm):
         "lr_decay": paracel.Param(float, 0.05, "sgd: decay rate of the schedule, per epoch",
                                   low=0.0),
         "acceleration": paracel.Param(bool, True, "gd: FISTA momentum with adaptive restart"),
-        "tol": paracel.Param(float, 1e-4, "stopping tolerance (sgd: epoch log-loss "
-                             "improvement; gd: relative weight change); null: run all "
-                             "epochs", low=0.0, nullable=True),
+        "tol": paracel.Param(float, 1e-4, "stopping tolerance (sgd: relative improvement "
+                             "of the objective since the step size was twice as large; "
+                             "gd: relative weight change); null: run all epochs", low=0.0,
+                             nullable=True),
         "n_iter_no_change": paracel.Param(int, 5, "epochs (gd: iterations) within tol "
                                           "before stopping", low=1),
         "n_features": paracel.Param(int, None, "number of features; null: the largest "
@@ -397,10 +461,6 @@ class LogisticRegression(paracel.Algorithm):
 
     def __init__(self, **params):
         super().__init__(**params)
-        if self.C <= 0:
-            raise ConfigError(f"params.C: must be > 0, got {self.C!r}")
-        if self.learning_rate is not None and self.learning_rate <= 0:
-            raise ConfigError(f"params.learning_rate: must be > 0, got {self.learning_rate!r}")
         if self.epochs == 0 and self.init_model is None:
             raise ConfigError("params.epochs: 0 applies init_model to the input, but "
                               "init_model is not set")
@@ -465,14 +525,15 @@ class LogisticRegression(paracel.Algorithm):
         self.rng_.bit_generator.state = self.progress_.shuffle_rng
 
     def _gather(self, value):
-        """Every worker's ``value`` (allgather), as an array in worker order."""
-        return np.array(self.comm.allgather(value))
+        """Every worker's ``value`` (numbers), as an array in worker order."""
+        every = self.allgather(value)
+        return every[:, 0] if np.ndim(value) == 0 else every
 
     def _labels(self, labels, both=True):
         """The 0/1 labels of this share, once every worker's agree on a
         convention (-1/+1 or 0/1, with ``both``: both classes present)."""
         seen = set()
-        for values in self.comm.allgather(np.unique(labels).tolist()):
+        for values in self.allgather_objects(np.unique(labels).tolist()):
             seen.update(values)
         if not seen:
             raise DataError(f"{self.input_files[0]}: no examples in the input")
@@ -493,7 +554,7 @@ class LogisticRegression(paracel.Algorithm):
         self.X_ = X
         self.columns_ = np.unique(X.indices)           # the features this share touches
         self.Xc_ = compact(X, self.columns_)
-        sizes = self._gather(X.shape[0])
+        sizes = self._gather(X.shape[0]).astype(np.int64)
         self.sizes_ = sizes
         self.n_ = int(sizes.sum())
         self.offset_ = int(sizes[:self.worker_id].sum())
@@ -543,12 +604,19 @@ class LogisticRegression(paracel.Algorithm):
         return list(range(self.worker_id, matrix.num_blocks, self.num_workers))
 
     def _step_size(self, progress):
-        """The SGD step size after ``progress`` epochs."""
+        """The step size of one worker's batch after ``progress`` epochs: the
+        schedule's ``eta`` over the number of workers ``W``. The ``W`` steps
+        of a clock are computed from about the same model, so together they
+        make one step ``eta`` along the mean gradient of the clock's ``W``
+        batches, whatever ``W`` (``W`` steps of ``eta`` would make a step ``W``
+        times as long, which overshoots: see the module docstring)."""
         if self.lr_schedule == "inverse":
-            return self.eta0_ / (1.0 + self.lr_decay * progress)
-        if self.lr_schedule == "inverse_sqrt":
-            return self.eta0_ / np.sqrt(1.0 + self.lr_decay * progress)
-        return self.eta0_
+            eta = self.eta0_ / (1.0 + self.lr_decay * progress)
+        elif self.lr_schedule == "inverse_sqrt":
+            eta = self.eta0_ / np.sqrt(1.0 + self.lr_decay * progress)
+        else:
+            eta = self.eta0_
+        return eta / self.num_workers
 
     # -- SGD under SSP -----------------------------------------------------
 
@@ -557,8 +625,9 @@ class LogisticRegression(paracel.Algorithm):
 
         The loop runs on :attr:`progress_` (:class:`SGDProgress`), advanced
         before each clock's ``iter_commit``, so a resumed job takes the next
-        batch of the same shuffle. Between two passes, the ``tol`` test (its
-        loss sums are written after the clock) is part of the next clock.
+        batch of the same shuffle. Between two passes, the ``tol`` test (the
+        objective of the model the pass's last clock left) is part of the
+        next clock.
         """
         target, shared, batches = self._sgd_setup(w, intercept)
         # without tol: every worker steps until all of them together made
@@ -573,7 +642,7 @@ class LogisticRegression(paracel.Algorithm):
         pieces = self._shuffle(batches) if progress.epoch else None
         while not progress.done:
             if progress.batch == batches:                 # between two passes
-                if self._sgd_stops(progress, budget):
+                if self._sgd_stops(progress, budget, target, shared):
                     break
                 progress.epoch += 1
                 progress.batch, progress.loss_sum, progress.seen = 0, 0.0, 0
@@ -649,27 +718,67 @@ class LogisticRegression(paracel.Algorithm):
         self.progress_.shuffle_rng = self.rng_.bit_generator.state
         return np.array_split(self.rng_.permutation(self.Xc_.shape[0]), batches)
 
-    def _sgd_stops(self, progress, budget):
+    def _sgd_stops(self, progress, budget, target, shared):
         """At the end of a pass (or before the first): whether to stop. With
-        ``tol``, the pass's log-loss over all workers (one barrier) has not
-        improved by ``tol`` for ``n_iter_no_change`` passes; without a budget,
-        ``epochs`` passes are made."""
+        ``tol``, the objective ``F`` of the current model (reported as
+        ``objective``) has improved by less than ``tol`` (relative) on its
+        value when the step size was ``STEP_RATIO`` times as large, at
+        ``n_iter_no_change`` pass ends in a row; without a budget, ``epochs``
+        passes are made."""
         if self.tol is not None and progress.epoch:
-            epoch_loss = self._epoch_loss(progress.epoch, progress.loss_sum, progress.seen)
-            progress.stale = progress.stale + 1 if epoch_loss > progress.best - self.tol else 0
-            progress.best = min(progress.best, epoch_loss)
+            now = self._objective(target, shared)
+            progress.objectives.append(now)
+            self.report(objective=now)
+            before = self._objective_before(progress.objectives)
+            if before is not None:
+                progress.stale = progress.stale + 1 if before - now < self.tol * now else 0
             progress.converged = progress.stale >= self.n_iter_no_change
         return progress.converged or (budget is None and progress.epoch >= self.epochs)
+
+    def _objective_before(self, objectives):
+        """``F`` at the end of the latest pass whose step size was at least
+        ``STEP_RATIO`` times the current one (``objectives[p - 1]`` is ``F``
+        after pass ``p``, when the progress is ``p`` epochs); ``None`` while
+        there is none (early on, or with a constant step)."""
+        current = len(objectives)
+        for done in range(current - 1, 0, -1):
+            if self._step_size(done) >= STEP_RATIO * self._step_size(current):
+                return objectives[done - 1]
+        return None
+
+    def _objective(self, target, shared):
+        """``F(w, b)`` of the current model, exactly, over all the data: each
+        worker adds its share's log-loss and the penalty of its blocks of
+        ``w``, summed in worker order. Two barriers: before, so that every
+        step of the pass has landed; after the partial sums are written, so
+        that nobody steps on before every worker has read the model."""
+        self.sync()
+        mine = self._my_blocks_of(target)
+        blocks = self.read_multi([target.block_key(b) for b in mine]) if mine else []
+        if self.penalty == "l1":
+            blocks = [value[:, 0] for value in blocks]
+        part = [self._share_log_loss(target, shared),
+                sum(penalty_value(v, self.penalty) for v in blocks)]
+        self.write(("lr.objective", self.worker_id), np.array(part))
+        self.sync()
+        total = np.zeros(2)
+        for value in self.read_multi([("lr.objective", k) for k in range(self.num_workers)]):
+            total += value                                # worker order: reproducible
+        return float(total[0] / self.n_ + self.lam_ * total[1])
+
+    def _share_log_loss(self, target, shared):
+        """This share's summed log-loss under the current model."""
+        bias, weights = self.pull_many([(shared, [0]), (target, self.columns_)])
+        if weights.ndim == 2:
+            weights = weights[:, 0]
+        z = self.Xc_ @ weights + bias[0]
+        return float(log_losses(z, self.y_).sum())
 
     def _trace_share_loss(self, target, shared):
         """Trace ``share_loss``: this share's summed log-loss under the
         current model, and its size (summed over the workers' latest
         traces, the training log-loss over time)."""
-        bias, weights = self.pull_many([(shared, [0]), (target, self.columns_)])
-        if weights.ndim == 2:
-            weights = weights[:, 0]
-        z = self.Xc_ @ weights + bias[0]
-        self.trace(share_loss=[float(log_losses(z, self.y_).sum()), float(len(self.y_))])
+        self.trace(share_loss=[self._share_log_loss(target, shared), float(len(self.y_))])
 
     def _sgd_step(self, target, shared, batch, budget):
         """One mini-batch step: ``(summed log-loss of the batch before the step,
@@ -712,17 +821,6 @@ class LogisticRegression(paracel.Algorithm):
         shared.push([0, 1, 2, me], [-eta * residual.sum() if self.fit_intercept else 0.0,
                                     eta * self.lam_, 1.0, 1.0])
         return float(log_losses(z, y).sum()), progress
-
-    def _epoch_loss(self, epoch, loss_sum, seen):
-        """The epoch's mean training log-loss over all workers (one barrier)."""
-        slot = epoch % 2      # a fast worker's next write never meets a slow one's read
-        self.write(("lr.epoch", self.worker_id, slot), np.array([loss_sum, float(seen)]))
-        self.sync()
-        parts = self.read_multi([("lr.epoch", k, slot) for k in range(self.num_workers)])
-        total = np.zeros(2)
-        for part in parts:
-            total += part
-        return total[0] / max(total[1], 1.0)
 
     def _copy_blocks(self, source, target, from_column=None, into_column=None):
         """Copy this worker's blocks of ``source`` into ``target`` (same block

@@ -76,6 +76,13 @@ CASES = {
     # bitwise repeatable
     "lr": Case("lr.json", params={"epochs": 2, "batch_size": 100},
                job={"staleness": 0, "processes": 3}),
+    # lr's SGD with tol: the objective evaluated at each pass's end (5 clocks
+    # a pass) belongs to the next clock; a loose tol stops it after 4 passes
+    # (the step halves between passes 1 and 3 at lr_decay 1), so a kill also
+    # lands after the stop
+    "lr-tol": Case("lr.json", params={"epochs": 8, "batch_size": 400, "tol": 0.5,
+                                      "n_iter_no_change": 2, "lr_decay": 1.0},
+                   job={"staleness": 0, "processes": 3}),
     # lr's GD on two workers: bitwise (gradients summed in worker order)
     "lr-gd": Case("lr.json", params={"method": "gd", "epochs": 10}, job={"staleness": 0}),
     # lr's OWL-QN (the conf's l1) on two workers: bitwise (gradients summed in
