@@ -47,7 +47,7 @@ import scipy.sparse
 #: Bytes of LIBSVM text parsed at a time.
 CHUNK_BYTES = 64 << 20
 #: max_iter of the successive lbfgs fits (each from scratch) that draw its curve.
-LBFGS_SERIES = (5, 10, 20, 40, 80, 160, 320, 1000)
+LBFGS_SERIES = (8, 16, 32, 64, 128, 1000)
 SGD_EPOCHS = 5
 VW_PASSES = 5
 VW_BITS = 25

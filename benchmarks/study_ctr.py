@@ -68,7 +68,7 @@ PROBE_BUDGET = 2 * GiB
 CONFIGS = ((1, 1), (2, 1), (4, 2))
 #: lr parameters per method (only those ``--describe lr`` lists are passed).
 METHOD_PARAMS = {
-    "gd": {"epochs": 40, "tol": None},
+    "gd": {"epochs": 60, "tol": None},
     "sgd": {"epochs": 2, "batch_size": 256, "tol": None},
     "lbfgs": {"epochs": 200},
     "ftrl": {"epochs": 2},
@@ -103,6 +103,9 @@ class Outcome:
         """The outcome in a few words for the tables."""
         if self.status == "timeout":
             return f"did not finish in {timeout:.0f} s"
+        if self.status == "memory" and self.largest <= budget:
+            return (f"stopped: an allocation past the {budget / GiB:.1f} GiB address-space "
+                    f"limit failed (MemoryError; total RSS {self.largest / GiB:.2f} GiB)")
         if self.status == "memory":
             return (f"stopped: over the memory budget of {budget / GiB:.1f} GiB "
                     f"(total RSS {self.largest / GiB:.1f} GiB)")
@@ -485,7 +488,7 @@ def lr_entries(methods, datasets, settings, notes):
         if checked.status == "memory":
             compacted, why = datasets["compacted"]()
             notes.append(f"lr {method} on the raw ids (2**32): the probe (1 worker + 1 "
-                         f"server, {SMALL_ROWS:,} rows) {checked.describe(0, PROBE_BUDGET)}; "
+                         f"server, {SMALL_ROWS:,} rows) {checked.describe(settings.timeout, PROBE_BUDGET)}; "
                          + (f"its runs use the compacted copy ({compacted.features:,} ids)."
                             if compacted else f"and the compacted copy failed: {why}."))
             dataset = compacted
