@@ -20,7 +20,8 @@ hashes the ids itself.
 
 Every reference writes a JSON file: its held-out curve ``points``
 (``[seconds since the launch, log-loss, AUC]``; held-out evaluation time is
-not counted), ``load_s``, ``passes`` and ``train_s`` (for examples per
+not counted; lbfgs: after every iteration, through scikit-learn's fit
+callbacks where it has them), ``load_s``, ``passes`` and ``train_s`` (for examples per
 second), and what the study compares (``n_iter``, ``objective``).
 
 ``compact DATA OUT`` writes the compacted copy as LIBSVM files into ``OUT``
@@ -38,7 +39,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -46,8 +46,6 @@ import scipy.sparse
 
 #: Bytes of LIBSVM text parsed at a time.
 CHUNK_BYTES = 64 << 20
-#: max_iter of the successive lbfgs fits (each from scratch) that draw its curve.
-LBFGS_SERIES = (8, 16, 32, 64, 128, 1000)
 SGD_EPOCHS = 5
 VW_PASSES = 5
 VW_BITS = 25
@@ -156,27 +154,55 @@ def objective(X, y, coef, intercept, C):
     return float(np.mean(np.logaddexp(0.0, z) - y * z) + coef @ coef / (2 * C * len(y)))
 
 
+class HeldoutTrace:
+    """A scikit-learn (>= 1.9) fit callback: the held-out log-loss and AUC
+    after every lbfgs iteration, timed without the scoring itself."""
+
+    def __init__(self, X_test, y_test, clock):
+        self.X_test, self.y_test, self.clock = X_test, y_test, clock
+        self.points, self.scoring = [], 0.0
+
+    def setup(self, estimator, context):
+        """Nothing to prepare."""
+
+    def teardown(self, estimator, context):
+        """Nothing to release."""
+
+    def on_fit_task_begin(self, estimator, context, **kwargs):
+        """Nothing to do before an iteration."""
+
+    def on_fit_task_end(self, estimator, context, *, fitted_estimator=None, **kwargs):
+        """Score the model as it is after an lbfgs iteration; never stops the fit."""
+        if fitted_estimator is None or getattr(context, "task_name", "") != "lbfgs-iter":
+            return False
+        start = time.perf_counter()
+        scores = heldout(self.y_test, fitted_estimator.decision_function(self.X_test))
+        self.points.append([time.perf_counter() - self.clock - self.scoring, *scores])
+        self.scoring += time.perf_counter() - start
+        return False
+
+
 def lbfgs(data, C, since):
-    """``LogisticRegression(lbfgs)``: one fit from scratch per ``max_iter`` of
-    :data:`LBFGS_SERIES` until one converges (each point is a complete run)."""
-    from sklearn.exceptions import ConvergenceWarning
+    """``LogisticRegression(lbfgs)`` to convergence; with scikit-learn's
+    callbacks (1.9+) its held-out curve after every iteration, else the end
+    point only."""
     from sklearn.linear_model import LogisticRegression
 
     X, y, X_test, y_test = data
     loaded = time.time() - since
-    points, fit_s = [], 0.0
-    for max_iter in LBFGS_SERIES:
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model = LogisticRegression(C=C, max_iter=max_iter).fit(X, y)
-        fit_s = time.perf_counter() - start
-        points.append([loaded + fit_s, *heldout(y_test, model.decision_function(X_test))])
-        if model.n_iter_[0] < max_iter:
-            break
+    model = LogisticRegression(C=C, max_iter=1000)
+    start = time.perf_counter()
+    trace = HeldoutTrace(X_test, y_test, start)
+    if hasattr(model, "set_callbacks"):
+        model.set_callbacks(trace)
+    model.fit(X, y)
+    fit_s = time.perf_counter() - start - trace.scoring
+    last = [fit_s, *heldout(y_test, model.decision_function(X_test))]
+    points = [[loaded + t, loss, auc] for t, loss, auc in trace.points[:-1] + [last]]
     n_iter = int(model.n_iter_[0])
     return {"points": points, "train_s": fit_s, "passes": n_iter, "n_iter": n_iter,
-            "objective": objective(X, y, model.coef_[0], model.intercept_[0], C)}
+            "objective": objective(X, y, model.coef_[0], model.intercept_[0], C),
+            "curve": "every iteration" if trace.points else "end point only"}
 
 
 def sgd(data, C, since):
