@@ -68,8 +68,8 @@ PROBE_BUDGET = 2 * GiB
 CONFIGS = ((1, 1), (2, 1), (4, 2))
 #: lr parameters per method (only those ``--describe lr`` lists are passed).
 METHOD_PARAMS = {
-    "gd": {"epochs": 60, "tol": None},
-    "sgd": {"epochs": 2, "batch_size": 256, "tol": None},
+    "gd": {"epochs": 30, "tol": None},
+    "sgd": {"epochs": 1, "batch_size": 256, "tol": None},
     "lbfgs": {"epochs": 200},
     "ftrl": {"epochs": 2},
 }
