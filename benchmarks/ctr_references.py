@@ -158,8 +158,8 @@ class HeldoutTrace:
     """A scikit-learn (>= 1.9) fit callback: the held-out log-loss and AUC
     after every lbfgs iteration, timed without the scoring itself."""
 
-    def __init__(self, X_test, y_test, clock):
-        self.X_test, self.y_test, self.clock = X_test, y_test, clock
+    def __init__(self, X_test, y_test, clock, save):
+        self.X_test, self.y_test, self.clock, self.save = X_test, y_test, clock, save
         self.points, self.scoring = [], 0.0
 
     def setup(self, estimator, context):
@@ -178,21 +178,30 @@ class HeldoutTrace:
         start = time.perf_counter()
         scores = heldout(self.y_test, fitted_estimator.decision_function(self.X_test))
         self.points.append([time.perf_counter() - self.clock - self.scoring, *scores])
+        self.save(self.points)
         self.scoring += time.perf_counter() - start
         return False
 
 
-def lbfgs(data, C, since):
+def lbfgs(data, C, since, out):
     """``LogisticRegression(lbfgs)`` to convergence; with scikit-learn's
-    callbacks (1.9+) its held-out curve after every iteration, else the end
-    point only."""
+    callbacks (1.9+) its held-out curve after every iteration (written to
+    ``out`` as it grows, so a run stopped early leaves its curve), else the
+    end point only."""
     from sklearn.linear_model import LogisticRegression
 
     X, y, X_test, y_test = data
     loaded = time.time() - since
+
+    def save(points):
+        _dump(out, {"points": [[loaded + t, loss, auc] for t, loss, auc in points],
+                    "partial": True, "load_s": loaded, "passes": len(points),
+                    "train_s": points[-1][0], "examples": X.shape[0],
+                    "peak_rss": peak_rss_bytes(), "curve": "every iteration"})
+
     model = LogisticRegression(C=C, max_iter=1000)
     start = time.perf_counter()
-    trace = HeldoutTrace(X_test, y_test, start)
+    trace = HeldoutTrace(X_test, y_test, start, save)
     if hasattr(model, "set_callbacks"):
         model.set_callbacks(trace)
     model.fit(X, y)
@@ -315,18 +324,26 @@ def peak_rss_bytes():
     return 0
 
 
-def run(kind, folder, C, since):
-    """Run reference ``kind`` on ``folder``'s data; the JSON-able result."""
+def _dump(path, result):
+    """Write ``result`` to ``path`` as JSON (whole, replacing it)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(result, handle)
+    os.replace(path + ".tmp", path)
+
+
+def run(kind, folder, C, since, out):
+    """Run reference ``kind`` on ``folder``'s data; write its result to ``out``."""
     if kind == "vw":
         result = vw(folder, C, since)
     else:
         data = load_compacted(folder)
         loaded = time.time() - since
-        result = {"load_s": loaded, **(lbfgs if kind == "lbfgs" else sgd)(data, C, since)}
+        fit = lbfgs(data, C, since, out) if kind == "lbfgs" else sgd(data, C, since)
+        result = {"load_s": loaded, **fit}
         result["examples"] = int(data[0].shape[0])
         result["features"] = int(data[0].shape[1])
     result["peak_rss"] = peak_rss_bytes()
-    return result
+    _dump(out, result)
 
 
 def main(argv=None):
@@ -341,9 +358,7 @@ def main(argv=None):
     if args.kind == "compact":
         return write_compacted(args.data, args.out)
     since = time.time() if args.since is None else args.since
-    result = run(args.kind, args.data, args.C, since)
-    with open(args.out, "w", encoding="utf-8") as handle:
-        json.dump(result, handle)
+    run(args.kind, args.data, args.C, since, args.out)
 
 
 if __name__ == "__main__":
