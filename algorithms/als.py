@@ -25,9 +25,11 @@ Parallel scheme
 ---------------
 The ratings are loaded twice: by user (``partition="fmap"``: each worker
 holds the ratings of a contiguous block of users) and by item (``"smap"``).
-The factors live on the servers as distributed matrices ``user_factors``
-(``n_users × k``) and ``item_factors`` (``n_items × k``), in row blocks of
-at least 64 KiB (at most 64 blocks each).
+The factors being fitted live on the servers as distributed matrices
+``als.user_factors`` (``n_users × k``) and ``als.item_factors``
+(``n_items × k``), in row blocks of at least 64 KiB (at most 64 blocks
+each); the best λ's so far are copied into ``user_factors`` and
+``item_factors``, the same shapes and blocks.
 
 User half-step: each worker pulls the item rows its users rated, builds its
 users' ``k × k`` systems at once (a sparse indicator times the items'
@@ -38,8 +40,26 @@ is the same on the by-item share, then one evaluation clock: each worker
 writes its squared-error sums (training and validation ratings of its user
 block) and worker 0 reports the RMSEs. So an iteration is three clocks. With
 staleness 0 this is exactly sequential ALS; with a larger bound a half-step
-may read factors one or more half-steps old. After each λ's last iteration
-the workers sync and evaluate the final factors exactly.
+may read factors one or more half-steps old. A λ's last evaluation clock
+starts with a sync, so it evaluates the final factors exactly at any
+staleness; before it commits, the workers meet again, each adds up every
+worker's sums (the λ's metrics) and, if the λ is the best so far, copies its
+blocks of both factor matrices into ``user_factors`` and ``item_factors``.
+The output is written from those after the last λ.
+
+Checkpoints and resume
+----------------------
+Every push is made within a clock: the zero user factors and the sums for
+μ in the first (before the first half-step), each λ's starting item factors
+in its first clock (with the user half-step), the best λ's copy in its
+last. A worker's state (:meth:`ALS.state`) is μ and the error sums of the λs
+finished so far; which λ, iteration and half-step come next follows from
+the clock (three clocks an iteration, ``3 × iterations`` a λ). A resumed job
+loads and splits the ratings again, skips what precedes the first half-step,
+has worker 0 report the evaluation clock it resumed after (if it did), and
+goes on with the next clock. The output only reads the servers, so a
+finished job that is resumed writes it again the same. With staleness 0 a
+resumed job's results are bitwise those of an uninterrupted run.
 
 Validation split
 ----------------
@@ -90,6 +110,7 @@ import scipy.sparse as sp
 
 import paracel
 from paracel.algorithms.mf import RatingsAlgorithm, block_rows
+from paracel.matrix import DistMatrix
 
 
 def solve_rows(other, rows, cols, values, lam, n_rows):
@@ -164,26 +185,105 @@ class ALS(RatingsAlgorithm):
         by_item = self.load_ratings(partition="smap")
         user_train, user_valid = self.split(by_user)
         item_train, _ = self.split(by_item)
-        total, count = self.worker_total(("mean",), [user_train.rating.sum(), user_train.size])
-        self.mean_ = total / count if self.center and count else 0.0
+        if not self.resumed:
+            total, count = self.worker_total(("mean",), [user_train.rating.sum(),
+                                                        user_train.size])
+            self.mean_ = total / count if self.center and count else 0.0
+            self.sums_ = np.zeros((0, 4))
         n_users, n_items = by_user.shape
-        P = self.matrix("user_factors", (n_users, self.k),
-                        block_rows=block_rows(n_users, self.k))
-        results = []
-        for index, lam in enumerate(self.lambdas):
-            Q = self.matrix("item_factors", (n_items, self.k),
-                            block_rows=block_rows(n_items, self.k), init="random",
-                            scale=self.init_scale)
-            for it in range(self.iterations):
+        users, items = block_rows(n_users, self.k), block_rows(n_items, self.k)
+        P = self.matrix("als.user_factors", (n_users, self.k), block_rows=users)
+        Q = self.matrix("als.item_factors", (n_items, self.k), block_rows=items, create=False)
+        chosen = (self.matrix("user_factors", (n_users, self.k), block_rows=users, create=False),
+                  self.matrix("item_factors", (n_items, self.k), block_rows=items, create=False))
+        if self.resumed and self.clock % 3 == 0:        # resumed after an evaluation clock
+            self.report_evaluation()
+        while self.clock < 3 * self.iterations * len(self.lambdas):
+            index, it, phase = self.position()
+            lam = self.lambdas[index]
+            if phase == 0:
+                if it == 0:
+                    self.start_items(Q)
                 self.half_step(P, Q, user_train.user, user_train.item, user_train.rating, lam)
+            elif phase == 1:
                 self.half_step(Q, P, item_train.item, item_train.user, item_train.rating, lam)
-                self.evaluation_clock(P, Q, user_train, user_valid, (index, it),
-                                      lam=lam, iteration=it + 1)
-            results.append(self.final_evaluation(P, Q, user_train, user_valid,
-                                                 ("final", index)))
-            if self.best(results) == index:
-                self.keep(P, Q, lam, by_user)
+            else:
+                self.evaluation(P, Q, user_train, user_valid, chosen)
+        results = [self.lambda_result(sums) for sums in self.sums_]
+        self.keep(*chosen, self.lambdas[self.best(results)], by_user)
         return self.summarise(results, n_users, n_items)
+
+    def state(self):
+        """μ and the error sums of every λ finished so far: all a worker
+        carries between clocks. Which λ, iteration and half-step come next
+        follows from the clock; the factors, and the best λ's copy, are on the
+        servers."""
+        return {"mean": self.mean_, "sums": self.sums_}
+
+    def restore(self, state):
+        """Take back :meth:`state`."""
+        self.mean_, self.sums_ = state["mean"], state["sums"]
+
+    def position(self, clock=None):
+        """``(λ index, iteration, phase)`` of the clock after ``clock`` (by
+        default the current one): phase 0 is the user half-step, 1 the item
+        half-step, 2 the evaluation."""
+        index, rest = divmod(self.clock if clock is None else clock, 3 * self.iterations)
+        return (index, *divmod(rest, 3))
+
+    def start_items(self, Q):
+        """Write this worker's blocks of ``Q`` at the start every λ begins
+        from (``item_factors`` uniform in ``[0, init_scale)``), then sync."""
+        start = DistMatrix(None, "item_factors", Q.shape, block_rows=Q.block_rows)
+        self.write_multi({Q.block_key(b): start.initial_block(b, init="random", seed=self.seed,
+                                                              scale=self.init_scale)
+                          for b in range(self.worker_id, Q.num_blocks, self.num_workers)})
+        self.sync()
+
+    def evaluation(self, P, Q, train, valid, chosen):
+        """The evaluation clock: every worker writes its error sums and
+        commits, then worker 0 reports the RMSEs. After a λ's last iteration
+        the workers first meet (so the sums are of the final factors at any
+        staleness) and the λ is finished before the commit (see
+        :meth:`finish_lambda`)."""
+        index, it, _ = self.position()
+        last = it == self.iterations - 1
+        if last:
+            self.sync()
+        sums = self.squared_errors(P, Q, train, valid)
+        self.write((self.prefix, "eval", index, it, self.worker_id), sums)
+        self.trace(share_sums=sums)
+        if last:
+            self.finish_lambda(P, Q, chosen, index, it)
+        self.iter_commit()
+        self.report_evaluation()
+
+    def finish_lambda(self, P, Q, chosen, index, it):
+        """Once every worker's sums of λ ``index``'s last evaluation are in:
+        keep them, and copy the factors into ``chosen`` (``user_factors``,
+        ``item_factors``) if this λ is the best so far."""
+        self.sync()
+        self.sums_ = np.vstack([self.sums_, self.sum_over_workers(("eval", index, it), 4)])
+        if self.best([self.lambda_result(sums) for sums in self.sums_]) == index:
+            pairs = [(source.block_key(b), target.block_key(b))
+                     for source, target in zip((P, Q), chosen)
+                     for b in range(self.worker_id, source.num_blocks, self.num_workers)]
+            if pairs:
+                values = self.read_multi([source for source, _ in pairs])
+                self.write_multi({target: value for (_, target), value in zip(pairs, values)})
+
+    def report_evaluation(self):
+        """Worker 0 reports the RMSEs of the evaluation clock just committed
+        (every worker's sums are in at staleness 0)."""
+        if self.worker_id == 0:
+            index, it, _ = self.position(self.clock - 1)
+            self.report(lam=self.lambdas[index], iteration=it + 1,
+                        **self.rmses(self.sum_over_workers(("eval", index, it), 4)))
+
+    def lambda_result(self, sums):
+        """The metrics of one λ from its final error sums."""
+        return {**self.rmses(sums), "train_ratings": int(sums[1]),
+                "heldout_ratings": int(sums[3])}
 
     def half_step(self, target, fixed, own, other, ratings, lam):
         """Solve the ``target`` rows of this share's ratings given the ``fixed``
@@ -205,7 +305,8 @@ class ALS(RatingsAlgorithm):
         return int(np.argmin(scores))
 
     def keep(self, P, Q, lam, triples):
-        """Write the current factors as the output (collective)."""
+        """Write the chosen λ's factors as the output (collective; reads only,
+        so a resumed finished job writes the same again)."""
         self.save_model("model.h5", [P, Q], **{"lambda": lam, "global_mean": self.mean_,
                                                "k": self.k})
         if self.factor_files:

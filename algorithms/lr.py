@@ -117,6 +117,29 @@ iteration late, so it costs no extra barrier. ``epochs`` bounds the
 iterations; with ``tol`` set, GD stops when ``max |x_new - x| <= tol * max |x|``
 (intercept included) for ``n_iter_no_change`` iterations in a row.
 
+Checkpoints and resume
+----------------------
+A worker's state (:meth:`LogisticRegression.state`) is its loop's progress.
+SGD's (:class:`SGDProgress`): the pass and batch it is at, the pass's loss
+sums so far, the ``tol`` test's best loss and count, and its generator's
+state before the pass's shuffle, so a resumed job draws the same shuffle and
+takes the next batch. GD's (:class:`GDProgress`): the intercept at ``x`` and
+``y`` (kept by every worker), the momentum and restart terms, the ``tol``
+count and the sums its last phase 2 found; iteration ``t`` is clock ``t``.
+What a fresh job writes before clock 1 (the matrices' start, ``init_model``,
+the document frequencies, the intercept's copy) a resumed one finds on the
+servers; every later push is made within a clock that ``iter_commit`` ends.
+The SGD ``tol`` test after a pass's last clock belongs to the next clock: a
+job resumed there makes it. After the loop the trained intercept (and, for
+l1 SGD, the weights) are copied into ``intercept`` and ``w`` with
+``replace``, copies of values that no longer change, so a finished job that
+is resumed makes the same copies and writes the same output. At staleness 0
+a resumed GD job, or SGD with one worker, gives bitwise the results of an
+uninterrupted run; SGD with several workers is not bit-reproducible anyway
+(above). SGD without ``tol`` takes checkpoints at staleness 0 only: otherwise
+each worker stops at its own clock, and a checkpoint needs them all at the
+same one (:meth:`LogisticRegression.check_job` refuses the job).
+
 Input, output, metrics
 ----------------------
 Input: LIBSVM/svmlight files (``label idx:val ...``), indices 1-based unless
@@ -141,6 +164,8 @@ step) in its ``worker_history``, and with ``trace_every: k`` every ``k``
 clocks ``share_loss`` (its share's summed log-loss under the current model,
 and the share's size), from which the training log-loss over time follows.
 """
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.sparse
@@ -232,6 +257,37 @@ def compact(X, columns):
         shape=(X.shape[0], len(columns)))
 
 
+@dataclass
+class SGDProgress:
+    """Where this worker's SGD is between two clocks (its checkpoint state)."""
+
+    epoch: int = 0          # passes begun
+    batch: int = 0          # batches of the current pass done
+    loss_sum: float = 0.0   # the pass's summed batch log-loss so far
+    seen: int = 0           # the examples it covers
+    best: float = np.inf    # tol: the best pass log-loss so far
+    stale: int = 0          # tol: passes in a row without improving on it by tol
+    converged: bool = False
+    done: bool = False      # the loop is over
+    shuffle_rng: dict = None  # the generator's state before the pass's shuffle
+
+
+@dataclass
+class GDProgress:
+    """Where this worker's GD is between two clocks (its checkpoint state):
+    the intercept (kept by every worker), the momentum and restart terms, the
+    stopping count, and the sums its phase 2 found for the next phase 1."""
+
+    x_b: float
+    y_b: float
+    found: np.ndarray
+    momentum: float = 1.0
+    dot_b: float = 0.0
+    change_b: float = np.inf
+    within: int = 0
+    converged: bool = False
+
+
 class LogisticRegression(paracel.Algorithm):
     """Binary logistic regression, L2/L1/no penalty, by SGD under SSP or by GD."""
 
@@ -285,6 +341,17 @@ class LogisticRegression(paracel.Algorithm):
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise ConfigError(f"params.learning_rate: must be > 0, got {self.learning_rate!r}")
 
+    def check_job(self, job):
+        """Refuse checkpoints for SGD without ``tol`` at a staleness other
+        than 0: each worker then stops at its own clock (once all of them
+        together made the budget of steps), and a checkpoint needs every
+        worker at the same clock."""
+        if (job.checkpoint is not None and self.method == "sgd" and self.tol is None
+                and job.staleness != 0):
+            raise ConfigError("checkpoint: lr's SGD without tol stops each worker at its own "
+                              "clock unless staleness is 0, and a checkpoint needs every "
+                              "worker at the same clock; set staleness 0 or params.tol")
+
     # -- the run -----------------------------------------------------------
 
     def solve(self):
@@ -295,6 +362,22 @@ class LogisticRegression(paracel.Algorithm):
         else:
             epochs, converged = self._gd(w, intercept)
         return self._finish(w, intercept, epochs, converged)
+
+    def state(self):
+        """The loop's progress (:class:`SGDProgress` or :class:`GDProgress`):
+        all this worker carries from one clock to the next. The model, the
+        counters and the partial sums are on the servers."""
+        return asdict(self.progress_)
+
+    def restore(self, state):
+        """Take back :meth:`state`; SGD's generator restarts from its state
+        before the current pass's shuffle, which ``solve()`` draws again."""
+        if self.method == "gd":
+            self.progress_ = GDProgress(**state)
+            return
+        self.progress_ = SGDProgress(**state)
+        self.rng_ = np.random.default_rng()
+        self.rng_.bit_generator.state = self.progress_.shuffle_rng
 
     def _gather(self, value):
         """Every worker's ``value`` (allgather), as an array in worker order."""
@@ -353,14 +436,17 @@ class LogisticRegression(paracel.Algorithm):
             if shape != (self.n_features_,):
                 raise DataError(f"{self.init_model}: its w has shape {shape}, the input "
                                 f"has {self.n_features_} features")
-            w = self.load_model(self.init_model, "w", block_rows=self.block_rows_)
+            if self.resumed:                          # already loaded, and trained since
+                return w, intercept
+            w = self.load_model(self.init_model, "w", block_rows=self.block_rows_,
+                                dtype=np.float64)
             if self.fit_intercept:
                 try:
                     h5.matrix_info(self.init_model, "intercept")
                 except DataError:
                     pass
                 else:
-                    intercept = self.load_model(self.init_model, "intercept")
+                    intercept = self.load_model(self.init_model, "intercept", dtype=np.float64)
         return w, intercept
 
     def _my_blocks_of(self, matrix):
@@ -377,77 +463,113 @@ class LogisticRegression(paracel.Algorithm):
     # -- SGD under SSP -----------------------------------------------------
 
     def _sgd(self, w, intercept):
-        """Mini-batch SGD; returns ``(epochs run, converged)``."""
-        rows = self.Xc_.shape[0]
-        batches = max(1, int(max(-(-size // self.batch_size) for size in self.sizes_)))
-        # the non-empty batches of one pass over all shares (a share smaller
-        # than `batches` rows leaves some of its batches empty)
-        self.steps_per_epoch_ = int(sum(min(int(size), batches) for size in self.sizes_))
-        mean_batch = self.n_ / self.steps_per_epoch_
-        target = w
-        if self.penalty == "l1":
-            target = self.matrix("lr.l1", (self.n_features_, 2), block_rows=self.block_rows_)
-            if self.init_model is not None:
-                self._copy_blocks(w, target, into_column=0)
-        elif self.penalty == "l2":
-            counts = np.diff(self.X_.tocsc().indptr)[self.columns_].astype(np.float64)
-            df = self.matrix("lr.df", (self.n_features_,), block_rows=self.block_rows_)
-            df.push(self.columns_, counts)
-            self.sync()
-            touch = 1.0 - (1.0 - df.pull(self.columns_) / self.n_) ** mean_batch
-            self.exponent_ = 1.0 / np.maximum(touch, 1e-300)
-        self.mean_batch_ = mean_batch
-        self.my_share_ = min(rows, batches) / self.steps_per_epoch_
-        # [intercept, u, steps, steps of worker 0, 1, ...], pulled with every
-        # batch: u = sum of eta * lam over every worker's steps so far (the
-        # total l1 penalty each weight should have had), steps = how many steps
-        # all workers made (the schedule's clock)
-        shared = self.matrix("lr.sgd", (3 + self.num_workers,))
-        if self.worker_id == 0 and self.fit_intercept:
-            shared.push([0], intercept.pull([0]), fn="replace")
-        self.sync()
-        rng = self.rng()
+        """Mini-batch SGD; returns ``(epochs run, converged)``.
+
+        The loop runs on :attr:`progress_` (:class:`SGDProgress`), advanced
+        before each clock's ``iter_commit``, so a resumed job takes the next
+        batch of the same shuffle. Between two passes, the ``tol`` test (its
+        loss sums are written after the clock) is part of the next clock.
+        """
+        target, shared, batches = self._sgd_setup(w, intercept)
         # without tol: every worker steps until all of them together made
         # `epochs` passes' worth of steps (so under SSP/async nobody trains
         # alone on its share at the end); with tol: each makes `batches` steps
         # a pass and all meet at each pass's end
         budget = self.epochs * self.steps_per_epoch_ if self.tol is None else None
-        best, stale, converged, epoch, done = np.inf, 0, False, 0, False
-        while not done and (budget is not None or epoch < self.epochs):
-            epoch += 1
-            order = rng.permutation(rows)
-            loss_sum, seen = 0.0, 0
-            for batch in np.array_split(order, batches):
-                result = self._sgd_step(target, shared, np.sort(batch), budget)
-                if result is None:
-                    done = True
+        if not self.resumed:
+            self.rng_ = self.rng()
+            self.progress_ = SGDProgress(batch=batches)
+        progress = self.progress_
+        pieces = self._shuffle(batches) if progress.epoch else None
+        while not progress.done:
+            if progress.batch == batches:                 # between two passes
+                if self._sgd_stops(progress, budget):
                     break
-                loss_sum += result[0]
-                seen += batch.size
-                self.trace(batch_loss=result[0] / max(batch.size, 1))
-                self.report(loss=loss_sum / max(seen, 1), epoch=round(result[1], 4))
-                if self.trace_every and (self.clock + 1) % self.trace_every == 0:
-                    self._trace_share_loss(target, shared)
-                self.iter_commit()
-            if self.tol is not None:
-                epoch_loss = self._epoch_loss(epoch, loss_sum, seen)
-                if epoch_loss > best - self.tol:
-                    stale += 1
-                else:
-                    stale = 0
-                best = min(best, epoch_loss)
-                if stale >= self.n_iter_no_change:
-                    converged = True
-                    break
-        self.epochs_run_ = epoch if budget is None else self.epochs
+                progress.epoch += 1
+                progress.batch, progress.loss_sum, progress.seen = 0, 0.0, 0
+                pieces = self._shuffle(batches)
+            batch = np.sort(pieces[progress.batch])
+            result = self._sgd_step(target, shared, batch, budget)
+            if result is None:
+                break
+            progress.batch += 1
+            progress.loss_sum += result[0]
+            progress.seen += batch.size
+            self.trace(batch_loss=result[0] / max(batch.size, 1))
+            self.report(loss=progress.loss_sum / max(progress.seen, 1),
+                        epoch=round(result[1], 4))
+            if self.trace_every and (self.clock + 1) % self.trace_every == 0:
+                self._trace_share_loss(target, shared)
+            self.iter_commit()
+        progress.done = True
+        self.epochs_run_ = progress.epoch if budget is None else self.epochs
         self.sync()
+        # the trained values into w and the intercept: copies of what no longer
+        # changes, so a resumed finished job may make them again
         if self.worker_id == 0 and self.fit_intercept:
             intercept.push([0], shared.pull([0]), fn="replace")
         if self.penalty == "l1":
             self._copy_blocks(target, w, from_column=0)   # syncs
         else:
             self.sync()
-        return self.epochs_run_, converged
+        return self.epochs_run_, progress.converged
+
+    def _sgd_setup(self, w, intercept):
+        """SGD's matrices and constants: ``(target, shared, batches per pass)``.
+
+        A fresh job fills the matrices here, before clock 1; a resumed one
+        finds them on the servers.
+        """
+        fresh = not self.resumed
+        rows = self.Xc_.shape[0]
+        batches = max(1, int(max(-(-size // self.batch_size) for size in self.sizes_)))
+        # the non-empty batches of one pass over all shares (a share smaller
+        # than `batches` rows leaves some of its batches empty)
+        self.steps_per_epoch_ = int(sum(min(int(size), batches) for size in self.sizes_))
+        self.mean_batch_ = self.n_ / self.steps_per_epoch_
+        target = w
+        if self.penalty == "l1":
+            target = self.matrix("lr.l1", (self.n_features_, 2), block_rows=self.block_rows_)
+            if self.init_model is not None and fresh:
+                self._copy_blocks(w, target, into_column=0)
+        elif self.penalty == "l2":
+            df = self.matrix("lr.df", (self.n_features_,), block_rows=self.block_rows_)
+            if fresh:
+                counts = np.diff(self.X_.tocsc().indptr)[self.columns_].astype(np.float64)
+                df.push(self.columns_, counts)
+                self.sync()
+            touch = 1.0 - (1.0 - df.pull(self.columns_) / self.n_) ** self.mean_batch_
+            self.exponent_ = 1.0 / np.maximum(touch, 1e-300)
+        self.my_share_ = min(rows, batches) / self.steps_per_epoch_
+        # [intercept, u, steps, steps of worker 0, 1, ...], pulled with every
+        # batch: u = sum of eta * lam over every worker's steps so far (the
+        # total l1 penalty each weight should have had), steps = how many steps
+        # all workers made (the schedule's clock)
+        shared = self.matrix("lr.sgd", (3 + self.num_workers,))
+        if fresh:
+            if self.worker_id == 0 and self.fit_intercept:
+                shared.push([0], intercept.pull([0]), fn="replace")
+            self.sync()
+        return target, shared, batches
+
+    def _shuffle(self, batches):
+        """The current pass's batches (positions in the share), shuffled by
+        :attr:`rng_`, whose state before the shuffle is kept in the progress:
+        a resumed job draws the same pass again."""
+        self.progress_.shuffle_rng = self.rng_.bit_generator.state
+        return np.array_split(self.rng_.permutation(self.Xc_.shape[0]), batches)
+
+    def _sgd_stops(self, progress, budget):
+        """At the end of a pass (or before the first): whether to stop. With
+        ``tol``, the pass's log-loss over all workers (one barrier) has not
+        improved by ``tol`` for ``n_iter_no_change`` passes; without a budget,
+        ``epochs`` passes are made."""
+        if self.tol is not None and progress.epoch:
+            epoch_loss = self._epoch_loss(progress.epoch, progress.loss_sum, progress.seen)
+            progress.stale = progress.stale + 1 if epoch_loss > progress.best - self.tol else 0
+            progress.best = min(progress.best, epoch_loss)
+            progress.converged = progress.stale >= self.n_iter_no_change
+        return progress.converged or (budget is None and progress.epoch >= self.epochs)
 
     def _trace_share_loss(self, target, shared):
         """Trace ``share_loss``: this share's summed log-loss under the
@@ -533,15 +655,31 @@ class LogisticRegression(paracel.Algorithm):
     # -- full-batch (accelerated) proximal gradient ------------------------
 
     def _gd(self, w, intercept):
-        """Full-batch proximal gradient; returns ``(iterations run, converged)``."""
-        W, me, n = self.num_workers, self.worker_id, self.n_
-        eta, lam, penalty = self.eta0_, self.lam_, self.penalty
+        """Full-batch proximal gradient; returns ``(iterations run, converged)``.
+
+        Iteration ``t`` is clock ``t``: the loop runs on ``self.clock`` and
+        :attr:`progress_` (:class:`GDProgress`), so a resumed job takes the
+        next iteration.
+        """
         point = self.matrix("lr.y", (self.n_features_,), block_rows=self.block_rows_)
         grads = [self.matrix(f"lr.grad.{k}", (self.n_features_,), block_rows=self.block_rows_)
-                 for k in range(W)]
+                 for k in range(self.num_workers)]
         mine = self._my_blocks_of(w)
+        if not self.resumed:
+            self.progress_ = self._gd_start(w, intercept, point, mine)
+        progress = self.progress_
+        while not progress.converged and self.clock < self.epochs:
+            self._gd_iteration(progress, w, point, grads, mine)
+        # a copy of what no longer changes: a resumed finished job may make it again
+        if self.worker_id == 0 and self.fit_intercept:
+            intercept.push([0], [progress.x_b], fn="replace")
+        self.sync()
+        return self.clock, progress.converged
+
+    def _gd_start(self, w, intercept, point, mine):
+        """The progress before iteration 1 (and ``y = w`` on the servers for
+        a warm start)."""
         x_b = float(intercept.pull([0])[0]) if self.fit_intercept else 0.0
-        y_b = x_b
         # what this worker's phase 2 found, sent with the next phase 1:
         # [penalty of its blocks of x, restart dot product, max |change|, max |x|]
         found = np.zeros(4)
@@ -549,54 +687,66 @@ class LogisticRegression(paracel.Algorithm):
             blocks = self.read_multi([w.block_key(b) for b in mine])
             if self.init_model is not None:
                 self.write_multi({point.block_key(b): v for b, v in zip(mine, blocks)})
-            found = np.array([sum(penalty_value(v, penalty) for v in blocks), 0.0, np.inf,
+            found = np.array([sum(penalty_value(v, self.penalty) for v in blocks), 0.0, np.inf,
                               max(float(np.abs(v).max(initial=0.0)) for v in blocks)])
         self.sync()
-        momentum, dot_b, change_b = 1.0, 0.0, np.inf
-        within, converged, iteration = 0, False, 0
-        for iteration in range(1, self.epochs + 1):
-            # phase 1: this share's gradient at y
-            z = self.Xc_ @ point.pull(self.columns_) + y_b
-            residual = expit(z) - self.y_
-            grads[me].push(self.columns_, self.Xc_.T @ residual, fn="replace")
-            self.write(("lr.gd", me), np.concatenate([[log_losses(z, self.y_).sum(),
-                                                       residual.sum()], found]))
-            self.sync()
-            # phase 2: every worker's sums, then the owned blocks' update
-            keys = [("lr.gd", k) for k in range(W)]
-            keys += [grads[k].block_key(b) for b in mine for k in range(W)]
-            keys += [point.block_key(b) for b in mine] + [w.block_key(b) for b in mine]
-            values = self.read_multi(keys)
-            stats, values = np.array(values[:W]), values[W:]
-            loss = float(stats[:, 0].sum()) / n
-            self.report(loss=loss)
-            if iteration > 1 and self.tol is not None:
-                change = max(float(stats[:, 4].max()), change_b)
-                largest = max(float(stats[:, 5].max()), abs(x_b))
-                within = within + 1 if change <= self.tol * largest else 0
-                if within >= self.n_iter_no_change:
-                    converged = True
-                    self.iter_commit()
-                    break
-            restart = float(stats[:, 3].sum()) + dot_b > 0.0
-            if restart or not self.acceleration:
-                momentum = 1.0
-            following = (1.0 + np.sqrt(1.0 + 4.0 * momentum * momentum)) / 2.0
-            beta = (momentum - 1.0) / following if self.acceleration else 0.0
-            momentum = following
-            # the intercept: the same numbers on every worker, so kept by each
-            new_b = y_b - eta * float(stats[:, 1].sum()) / n if self.fit_intercept else 0.0
-            dot_b = (y_b - new_b) * (new_b - x_b)
-            change_b = abs(new_b - x_b)
-            y_b = new_b + beta * (new_b - x_b)
-            x_b = new_b
-            found = self._gd_blocks(mine, values, w, point, eta, lam, beta)
-            self.sync()
-            self.iter_commit()
-        if me == 0 and self.fit_intercept:
-            intercept.push([0], [x_b], fn="replace")
+        return GDProgress(x_b=x_b, y_b=x_b, found=found)
+
+    def _gd_iteration(self, progress, w, point, grads, mine):
+        """One iteration, ending its clock."""
+        W, me, n = self.num_workers, self.worker_id, self.n_
+        # phase 1: this share's gradient at y
+        z = self.Xc_ @ point.pull(self.columns_) + progress.y_b
+        residual = expit(z) - self.y_
+        grads[me].push(self.columns_, self.Xc_.T @ residual, fn="replace")
+        self.write(("lr.gd", me), np.concatenate([[log_losses(z, self.y_).sum(),
+                                                   residual.sum()], progress.found]))
         self.sync()
-        return iteration, converged
+        # phase 2: every worker's sums, then the owned blocks' update
+        keys = [("lr.gd", k) for k in range(W)]
+        keys += [grads[k].block_key(b) for b in mine for k in range(W)]
+        keys += [point.block_key(b) for b in mine] + [w.block_key(b) for b in mine]
+        values = self.read_multi(keys)
+        stats, values = np.array(values[:W]), values[W:]
+        self.report(loss=float(stats[:, 0].sum()) / n)
+        if self._gd_converged(progress, stats):
+            progress.converged = True
+            self.iter_commit()
+            return
+        beta = self._gd_intercept_step(progress, stats)
+        progress.found = self._gd_blocks(mine, values, w, point, self.eta0_, self.lam_, beta)
+        self.sync()
+        self.iter_commit()
+
+    def _gd_converged(self, progress, stats):
+        """The ``tol`` test on the previous iteration's change (from the
+        second iteration on)."""
+        if self.clock == 0 or self.tol is None:
+            return False
+        change = max(float(stats[:, 4].max()), progress.change_b)
+        largest = max(float(stats[:, 5].max()), abs(progress.x_b))
+        progress.within = progress.within + 1 if change <= self.tol * largest else 0
+        return progress.within >= self.n_iter_no_change
+
+    def _gd_intercept_step(self, progress, stats):
+        """Advance the momentum (restarting it if the step went uphill) and
+        the intercept, the same numbers on every worker, so kept by each;
+        returns the momentum factor ``beta``."""
+        restart = float(stats[:, 3].sum()) + progress.dot_b > 0.0
+        if restart or not self.acceleration:
+            progress.momentum = 1.0
+        following = (1.0 + np.sqrt(1.0 + 4.0 * progress.momentum * progress.momentum)) / 2.0
+        beta = (progress.momentum - 1.0) / following if self.acceleration else 0.0
+        progress.momentum = following
+        x_b, y_b = progress.x_b, progress.y_b
+        new_b = 0.0
+        if self.fit_intercept:
+            new_b = y_b - self.eta0_ * float(stats[:, 1].sum()) / self.n_
+        progress.dot_b = (y_b - new_b) * (new_b - x_b)
+        progress.change_b = abs(new_b - x_b)
+        progress.y_b = new_b + beta * (new_b - x_b)
+        progress.x_b = new_b
+        return beta
 
     def _gd_blocks(self, mine, values, w, point, eta, lam, beta):
         """Phase 2 on this worker's blocks; returns its partial sums."""

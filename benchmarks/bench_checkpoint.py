@@ -91,10 +91,10 @@ def disk_bytes(folder):
 def new_table_rows(base, table, label):
     """Write, read, and re-shard ``table`` in the snapshot format."""
     folder = tempfile.mkdtemp(dir=base)
-    _, write_wall, write_cpu = timed(lambda: checkpoint.write_shard(folder, 0, table))
+    _, write_wall, write_cpu = timed(lambda: checkpoint.write_shard(folder, 0, table.items()))
     manifest = {"num_servers": 1}
-    back, read_wall, read_cpu = timed(lambda: checkpoint.load_shard(folder, manifest, 0,
-                                                                    Ring(1)))
+    (back, _), read_wall, read_cpu = timed(lambda: checkpoint.load_shard(folder, manifest, 0,
+                                                                         Ring(1)))
     assert len(back) == len(table)
     size = disk_bytes(folder)
     shutil.rmtree(folder)
@@ -112,9 +112,9 @@ def reshard(base, table):
     groups = two.group(list(table))
     keys = list(table)
     for server, positions in groups.items():
-        checkpoint.write_shard(folder, server, {keys[p]: table[keys[p]] for p in positions})
-    loaded, wall, cpu = timed(lambda: checkpoint.load_shard(folder, {"num_servers": 2}, 0,
-                                                            Ring(3)))
+        checkpoint.write_shard(folder, server, [(keys[p], table[keys[p]]) for p in positions])
+    (loaded, _), wall, cpu = timed(lambda: checkpoint.load_shard(folder, {"num_servers": 2},
+                                                                 0, Ring(3)))
     shutil.rmtree(folder)
     return len(loaded), wall, cpu
 
@@ -143,15 +143,15 @@ def big_rows(base, megabytes, old, repeats=2):
     best = {}
     for _ in range(repeats):
         for name, action in (("raw os.write + fsync", lambda: raw_write(folder, arrays)),
-                             ("snapshot write", lambda: checkpoint.write_shard(folder, 0,
-                                                                               arrays))):
+                             ("snapshot write", lambda: checkpoint.write_shard(
+                                 folder, 0, arrays.items()))):
             _, wall, cpu = timed(action)
             best[name] = min(best.get(name, (wall, cpu)), (wall, cpu))
             for leftover in os.listdir(folder):
                 os.remove(os.path.join(folder, leftover))
     best["CRC-32 alone"] = timed(lambda: [zlib.crc32(a.view(np.uint8))
                                                for a in arrays.values()])[1:]
-    checkpoint.write_shard(folder, 0, arrays)
+    checkpoint.write_shard(folder, 0, arrays.items())
     path = os.path.join(folder, "server-0.ckpt")
     for _ in range(repeats):
         for name, action in (("raw readinto", lambda: raw_read(path)),

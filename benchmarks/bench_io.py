@@ -31,7 +31,7 @@ Two measurements, each in fresh processes started by this script:
    servers and other processes do).
 
 Run (from the project folder, outside mpiexec; it launches the MPI jobs
-itself, with the launch options of :func:`paracel.run.mpiexec_command`)::
+itself, with the launch options of :func:`paracel.mpiexec.command`)::
 
     .venv/bin/python benchmarks/bench_io.py [--size-mb 1000] [--workers 1 2 4]
 
@@ -381,11 +381,11 @@ def run_role(args, role, json_path, processes=None):
     """
     command, env = [sys.executable], dict(os.environ)
     if processes is not None:
-        from paracel.run import OPEN_MPI_DEFAULTS, find_mpiexec, mpiexec_command
+        from paracel import mpiexec
 
-        command, env = mpiexec_command(find_mpiexec(), processes)
+        command, env = mpiexec.command(mpiexec.find(), processes)
         command.append(sys.executable)
-        for name, value in OPEN_MPI_DEFAULTS.items():
+        for name, value in mpiexec.OPEN_MPI_DEFAULTS.items():
             env.setdefault(name, value)
     command += [os.path.abspath(__file__), "--role", role, "--json", json_path,
                 "--path", args.path, "--reps", str(args.reps), "--seed", str(args.seed),

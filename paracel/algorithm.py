@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from paracel import config, watch
+from paracel import config, mpiexec, watch
 
 _NO_DEFAULT = object()
 
@@ -277,6 +277,26 @@ class Algorithm:
                           scale=scale)
             self.sync()
         return matrix
+
+    def rows(self, name, width=1, dtype=np.float64, admit=0):
+        """A row table on the servers: rows of ``width`` numbers keyed by
+        64-bit ids, only the rows pushed so far taking memory.
+
+        Creates the table, or attaches to it (in a resumed job, or when
+        another worker made it first): every worker that uses it calls this,
+        with the same ``width``, ``dtype`` and ``admit``; no barrier.
+        ``admit=k`` makes an id a row only with its k-th push (counted per
+        id on its server; until then it reads as zeros).
+
+        Returns
+        -------
+        paracel.rows.RowTable
+            With ``pull(ids)``, ``push(ids, deltas, fn, params)``,
+            ``map(fn, params)``, ``size()`` and ``items()``.
+        """
+        from paracel.rows import open_table
+
+        return open_table(self._runtime.client, name, width, dtype, admit)
 
     def _my_blocks(self, matrix):
         return range(self.worker_id, matrix.num_blocks, self.num_workers)
@@ -534,6 +554,13 @@ class Algorithm:
         self._runtime.last_checkpoint = self.clock
         self.log.info("resumed from %s at clock %d", self._runtime.resume, self.clock)
 
+    def _finished_before(self):
+        """Whether this run resumed from the checkpoint taken after ``solve()``
+        returned: its history already ends with what the final phase, run
+        again now, reports (recording it again would repeat it)."""
+        last = self.history_[-1] if self.history_ else {}
+        return last.get("final", False) and last.get("clock") == self.clock
+
     def _record(self, entry):
         """Append a history entry (and keep it for the next checkpoint)."""
         self.history_.append(entry)
@@ -581,9 +608,10 @@ class Algorithm:
         result = self.solve()
         if isinstance(result, dict):
             self.metrics_.update(result)
-        if runtime.pending:  # reported after the last clock
+        if runtime.pending and not self._finished_before():  # reported after the last clock
             elapsed = round(time.perf_counter() - runtime.started, 6)
-            self._record({"clock": self.clock, "elapsed": elapsed, **runtime.pending})
+            self._record({"clock": self.clock, "elapsed": elapsed, "final": True,
+                          **runtime.pending})
         if runtime.job.checkpoint and runtime.last_checkpoint != self.clock:
             self._checkpoint(self.clock)
         solve_seconds = time.perf_counter() - runtime.started
@@ -612,8 +640,8 @@ class Algorithm:
         self._barrier(watch.END)
         mine = np.array([solve_seconds, runtime.clock.wait_seconds, runtime.clock.clock,
                          runtime.skipped, runtime.client.comm_seconds,
-                         runtime.sync_seconds, *_cache_counts(runtime.client.cache)],
-                        dtype=np.float64)
+                         runtime.sync_seconds, *_cache_counts(runtime.client.cache),
+                         runtime.clock.commit_seconds], dtype=np.float64)
         every = np.zeros((self.num_workers, mine.size)) if self.worker_id == 0 else None
         wait_request(self.comm.Igather(mine, every, root=0))
         histories = gather_json(self.comm, _plain(self.history_))
@@ -622,6 +650,7 @@ class Algorithm:
         server_stats = runtime.client.stats()
         report = {
             "job": runtime.job.path,
+            "launch": os.environ.get(mpiexec.TOKEN),
             "algorithm": runtime.job.algorithm,
             "workers": self.num_workers,
             "servers": self.num_servers,
@@ -637,7 +666,10 @@ class Algorithm:
                 "per_worker_cache_hits": every[:, 6].astype(int).tolist(),
                 "per_worker_cache_misses": every[:, 7].astype(int).tolist(),
                 "per_worker_clocks": every[:, 2].astype(int).tolist(),
+                "per_worker_commit_seconds": every[:, 8].tolist(),
+                "clock_table": type(runtime.clock).__name__,
             },
+            "placement": runtime.topology.placement(),
             "server_stats": server_stats,
             "history": _plain(self.history_),
             "worker_history": histories,

@@ -280,20 +280,44 @@ class Client:
         return self.ring.group(keys)
 
     def _send_grouped(self, op, mapping, arg, servers=None):
-        """Send a write or update to each server involved, at once (the
-        transfers overlap), and return when the values may change again."""
-        start = time.perf_counter()
+        """Send a write or update to each server involved (see :meth:`post`)."""
         keys = list(mapping)
         values = [mapping[key] for key in keys]
+        return self.post(op, [(server, [keys[i] for i in positions], arg,
+                               [values[i] for i in positions])
+                              for server, positions in self._groups(keys, servers).items()])
+
+    def post(self, op, requests):
+        """Send writes or updates, at most one per server, at once (the
+        transfers overlap), and return when their values may change again.
+
+        Parameters
+        ----------
+        op : str
+            The operation (``"write"``, ``"update"``, ``"rows_push"``, ...).
+        requests : list of (server, keys, arg, values)
+            What goes to each server.
+
+        Returns
+        -------
+        Handle
+            ``wait()`` returns once every server has applied its part.
+        """
+        start = time.perf_counter()
         marks, sends = {}, []
-        for server, positions in self._groups(keys, servers).items():
+        for server, keys, arg, values in requests:
             self._sent[server] += 1
             marks[server] = self._sent[server]
-            sends += self._request(server, op, [keys[i] for i in positions], arg,
-                                   [values[i] for i in positions], counted=True)
+            sends += self._request(server, op, keys, arg, values, counted=True)
         self._complete(sends)
         self.comm_seconds += time.perf_counter() - start
         return Handle(self, marks)
+
+    def ask(self, requests):
+        """Send requests that get replies, ``(server, op, keys, arg, values)``
+        each, at most one per server; returns ``{server: (data, values)}``
+        (see :meth:`_exchange`)."""
+        return self._exchange(requests)
 
     def _request(self, server, op, keys, arg=None, values=(), counted=False):
         """Post one request; returns its MPI requests.

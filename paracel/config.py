@@ -114,6 +114,10 @@ SCHEMA = {
     "staleness": Param(int, 0, low=0, nullable=True,
                        help="SSP bound s: 0 is BSP, null is fully asynchronous"),
     "seed": Param(int, 0, help="random seed; with staleness 0 a job is deterministic"),
+    "clock": Param(str, "auto", choices=("auto", "window", "messages"),
+                   help="how workers share their clocks: a one-sided MPI window (fast "
+                        "on one host), messages to server 0 (across hosts), or auto "
+                        "(the window on one host, messages otherwise)"),
     "cache": Param(bool, False,
                    help="workers keep copies of what they read and serve reads from them "
                         "while fresh enough for the staleness bound (fewer messages)"),

@@ -17,6 +17,10 @@ Distributed matrices are stored as row blocks, each one table key made by
 :func:`block_key` from the matrix name and the block number
 (:func:`row_block`).
 
+Rows of a row table (:mod:`paracel.rows`) are not keys: millions of 64-bit
+ids are placed at once by :func:`id_servers`, from :func:`mix64` of the id
+(a fixed bijective 64-bit mix, vectorised with numpy), never by the ring.
+
 This module does not import MPI.
 """
 
@@ -230,6 +234,57 @@ def group_by_server(servers):
     present, counts = np.unique(servers, return_counts=True)
     chunks = np.split(order, np.cumsum(counts)[:-1])
     return {int(s): chunk.tolist() for s, chunk in zip(present, chunks)}
+
+
+#: The multipliers of the splitmix64 finaliser (Steele, Lea and Flood 2014).
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix64(ids):
+    """The splitmix64 finaliser of every id: a bijection of the 64-bit
+    integers whose every output bit depends on every input bit.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray of uint64
+        Row ids (1-d).
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+        A new array; sequential ids come out spread over the whole range, so
+        its high bits place ids on servers and its low bits on hash slots.
+    """
+    mixed = ids >> np.uint64(30)
+    mixed ^= ids
+    mixed *= _MIX1
+    mixed ^= mixed >> np.uint64(27)
+    mixed *= _MIX2
+    mixed ^= mixed >> np.uint64(31)
+    return mixed
+
+
+def id_servers(ids, num_servers):
+    """The server of each row id: the top 32 bits of :func:`mix64`, scaled
+    to ``range(num_servers)``.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray of uint64
+        Row ids (1-d).
+    num_servers : int
+        How many servers share the rows.
+
+    Returns
+    -------
+    numpy.ndarray of uint64
+        The server of each id, the same on every rank and in every run.
+    """
+    top = mix64(ids) >> np.uint64(32)
+    top *= np.uint64(num_servers)
+    top >>= np.uint64(32)
+    return top
 
 
 def block_key(name, block):

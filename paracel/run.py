@@ -13,15 +13,14 @@ error (bad job file, missing input, malformed data) is one line, exit 2.
 import argparse
 import importlib
 import os
-import shutil
 import signal
-import subprocess
+import socket
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 
-from paracel import config
+from paracel import config, mpiexec
 from paracel.errors import ConfigError, UserError
 from paracel.watch import ReportedElsewhere
 
@@ -30,24 +29,12 @@ EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
-#: MCA settings for Open MPI, applied unless the user's environment sets them:
-#: the UCX one-sided component is skipped (it cannot run on a single host
-#: without UCX transports and prints errors while being ruled out).
-OPEN_MPI_DEFAULTS = {"OMPI_MCA_osc": "^ucx"}
-
-
 #: How long a rank that found a fault another rank reports waits for that
 #: rank to end the job before ending it silently itself.
 REPORT_GRACE_SECONDS = 2.0
 
 #: How long a rank other than 0 that got SIGTERM waits before saying so.
 SIGTERM_QUIET_SECONDS = 1.0
-
-
-#: Thread-count variables of the BLAS libraries numpy may use. Ranks already
-#: outnumber cores, so each rank computes on one thread (unless the user's
-#: environment says otherwise): spare BLAS threads only spin.
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -88,6 +75,9 @@ def parse_args(argv):
                              "move aside the checkpoints of an earlier run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a job key, e.g. params.alpha=0.05 (repeatable)")
+    parser.add_argument("--hostfile", metavar="FILE",
+                        help="run the ranks on the hosts of FILE (given to mpiexec); any "
+                             "other mpiexec option goes after '--'")
     args = parser.parse_args(argv)
     if not (args.job or args.list or args.describe):
         parser.error("give a job file, --list or --describe NAME")
@@ -186,7 +176,7 @@ def plan_checkpoints(job, algorithm, args, workers):
     launcher, or world rank 0 under a hand-started mpiexec."""
     from paracel import checkpoints
 
-    first = world_rank() == 0
+    first = mpiexec.world_rank() == 0
     return checkpoints.plan(job, workers, type(algorithm).parameters, args.resume,
                             args.overwrite, chosen=args.resume_from,
                             announce=_say if first else _quiet, act=first)
@@ -219,84 +209,10 @@ def check_output(job, overwrite):
                       "replace them, or choose another --output")
 
 
-def world_size():
-    """The MPI world size from the launcher's environment, or None if not under MPI."""
-    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "MPI_LOCALNRANKS"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return None
-
-
-def world_rank():
-    """This process's world rank from the launcher's environment (0 if unknown)."""
-    for name in ("OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
-
-
-def find_mpiexec():
-    """The ``mpiexec`` next to this Python (a venv's), else the one on PATH."""
-    local = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    found = local if os.access(local, os.X_OK) else shutil.which("mpiexec")
-    if not found:
-        raise ConfigError("no mpiexec found: install the package (pip install .) or run "
-                          "'mpiexec -n N python -m paracel.run job.json' yourself")
-    return found
-
-
-def mpiexec_command(mpiexec, processes):
-    """The launch command and environment for this MPI implementation."""
-    version = subprocess.run([mpiexec, "--version"], capture_output=True, text=True).stdout
-    env = dict(os.environ)
-    for name in BLAS_THREADS:
-        env.setdefault(name, "1")
-    command = [mpiexec, "-n", str(processes)]
-    if "Open MPI" in version or "OpenRTE" in version:
-        command.insert(1, "--oversubscribe")
-        if os.geteuid() == 0:
-            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
-            env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-    return command, env
-
-
-def relaunch(job, argv):
-    """Run this same command under mpiexec with the job's process count."""
-    command, env = mpiexec_command(find_mpiexec(), job.processes)
-    command += [sys.executable, "-m", "paracel.run", *argv]
-    process = subprocess.Popen(command, env=env)
-    try:
-        return process.wait()
-    except KeyboardInterrupt:
-        return _interrupt(process)
-
-
-def _interrupt(process):
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    return EXIT_INTERRUPTED
-
-
-def open_mpi_settings(environ):
-    """The Open MPI settings a rank applies (unless ``environ`` sets them):
-    :data:`OPEN_MPI_DEFAULTS`, and for a job whose ranks all run on this host
-    shared memory only, so no rank listens on a network port."""
-    settings = dict(OPEN_MPI_DEFAULTS)
-    local, size = environ.get("OMPI_COMM_WORLD_LOCAL_SIZE"), environ.get("OMPI_COMM_WORLD_SIZE")
-    if local is not None and local == size:
-        settings["OMPI_MCA_btl"] = "self,sm"
-    return settings
-
-
 def launch(job, algorithm, origin=None):
     """Take this rank's role in the job (every rank calls this under mpiexec);
     ``origin`` is where a run with checkpoints starts
     (:class:`paracel.checkpoints.Origin`)."""
-    for name, value in open_mpi_settings(os.environ).items():
-        os.environ.setdefault(name, value)
     from mpi4py import MPI
 
     from paracel import logs
@@ -319,8 +235,6 @@ def launch(job, algorithm, origin=None):
         time.sleep(REPORT_GRACE_SECONDS)  # the reporting rank ends the job first
         _abort(MPI.COMM_WORLD, "", EXIT_USER_ERROR)
     except Terminated:
-        # every rank is sent SIGTERM when the job is torn down (after another
-        # rank failed, or by the user): one line says so, not one per rank
         # When the job is torn down (another rank failed, or the user ended
         # it) every rank gets SIGTERM: rank 0 says so at once, the others only
         # if still alive a second later (mpiexec kills torn-down ranks before
@@ -358,18 +272,24 @@ def _run_role(topology, job, algorithm, origin):
     from paracel.server import checkpoint
     from paracel.server.serve import Server
 
+    from paracel.io.outputs import check_shared
+
+    check_shared(topology.ps, [job.output] + ([job.checkpoint["dir"]] if job.checkpoint else []))
     worker = topology.index if topology.role == "worker" else None
     folder = origin.folder if origin else None
-    clock = ssp.ClockTable(topology.ps, topology.server_ranks[0], worker,
-                           topology.num_workers, job.staleness,
-                           start=origin.manifest["clock"] if folder else 0)
+    start = origin.manifest["clock"] if folder else 0
+    windowed = job.clock == "window" or job.clock == "auto" and topology.single_host
+    clock = clock_table(topology, worker, job.staleness, start, windowed)
     ring = Ring(topology.num_servers)
     if worker is None:
+        service = None
+        if not windowed and topology.index == 0:
+            service = ssp.ClockService(topology.ps, topology.worker_ranks, job.staleness, start)
         server = Server(topology.ps, topology.index, topology.num_workers,
-                        job.request_timeout)
+                        job.request_timeout, service)
         if folder:
-            server.store.table = checkpoint.load_shard(folder, origin.manifest, topology.index,
-                                                       ring)
+            server.store.table, server.store.rows = checkpoint.load_shard(
+                folder, origin.manifest, topology.index, ring)
         server.serve()
     else:
         client = Client(topology.ps, topology.server_ranks, ring)
@@ -380,6 +300,17 @@ def _run_role(topology, job, algorithm, origin):
         checkpointer = Checkpointer(job, origin, topology) if origin else None
         algorithm.run(Runtime(topology, client, clock, job, folder, checkpointer))
     clock.free()
+
+
+def clock_table(topology, worker, staleness, start, windowed):
+    """The clock table (collective): a one-sided window (by default when
+    every rank runs on one host: shared memory) or messages to server 0
+    (by default across hosts: never a window on another host)."""
+    from paracel import ssp
+
+    kind = ssp.ClockTable if windowed else ssp.MessageClock
+    return kind(topology.ps, topology.server_ranks[0], worker, topology.num_workers,
+                staleness, start=start)
 
 
 def _abort(world, message, code):
@@ -400,8 +331,11 @@ def _print_list():
 def main(argv=None):
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    argv, passthrough = split_passthrough(argv)
     args = parse_args(argv)
-    size = world_size()
+    launched = mpiexec.launched_rank()
+    if launched:
+        mpiexec.apply_rank_settings()
     try:
         if args.list:
             _print_list()
@@ -409,29 +343,63 @@ def main(argv=None):
         if args.describe:
             print(resolve(args.describe).describe())
             return 0
+        extra = (["--hostfile", args.hostfile] if args.hostfile else []) + passthrough
+        if launched and extra:
+            raise ConfigError("--hostfile and options after '--' are for the launcher; this "
+                              "process is already a rank: give them to mpiexec instead")
         job, algorithm = prepare(args)
         from paracel.topology import check_size
 
-        processes = job.processes if size is None else size
+        processes = mpiexec.world_size() if launched else job.processes
         check_size(processes, job.servers)
         origin = plan_checkpoints(job, algorithm, args, processes - job.servers)
     except UserError as error:
-        # Under mpiexec every rank checks the job. Rank 0 reports at once;
-        # another rank reports only if still alive a second later: when rank
-        # 0 failed too (a bad job file), mpiexec has ended the job by then,
-        # so the message appears once, and an error only one rank saw (a
-        # module that fails to import there) is still shown.
-        if world_rank() == 0:
-            print(f"paracel: error: {error}", file=sys.stderr, flush=True)
-        else:
-            time.sleep(1.0)
-            print(f"paracel: error: [rank {world_rank()}] {error}", file=sys.stderr,
-                  flush=True)
+        report_early_error(error)
         return EXIT_USER_ERROR
-    if size is None:
+    if not launched:
         chosen = ["--resume-from", origin.folder] if origin and origin.folder else []
-        return relaunch(job, [*argv, *chosen])
+        return mpiexec.relaunch(job, [*without_hostfile(argv), *chosen], extra)
     return launch(job, algorithm, origin)
+
+
+def split_passthrough(argv):
+    """``(our arguments, mpiexec's)``: everything after ``--`` is mpiexec's."""
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def without_hostfile(argv):
+    """``argv`` without ``--hostfile FILE``: the ranks do not take it."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--hostfile":
+            skip = True
+        elif not arg.startswith("--hostfile="):
+            kept.append(arg)
+    return kept
+
+
+def report_early_error(error):
+    """Print a user error found before the job started.
+
+    Under a process manager every rank checks the job. Rank 0 reports at
+    once; another rank only if still alive a second later: when rank 0
+    failed too (a bad job file) the job has been ended by then, so the
+    message appears once, while an error only one rank saw (an input missing
+    on its host, a module that fails to import there) is still shown, with
+    the rank and its host.
+    """
+    rank = mpiexec.world_rank()
+    if rank == 0 or not mpiexec.launched_rank():
+        print(f"paracel: error: {error}", file=sys.stderr, flush=True)
+        return
+    time.sleep(1.0)
+    print(f"paracel: error: [rank {rank} on {socket.gethostname()}] {error}",
+          file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

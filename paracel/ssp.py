@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from paracel.waiting import wait_request
+from paracel.waiting import wait_for, wait_request
 from paracel.watch import CLOCK, RUNNING, Watch
 
 FINISHED = 2 ** 62
@@ -117,6 +117,7 @@ class ClockTable:
         self.clock = start
         self.slowest = start
         self.wait_seconds = 0.0
+        self.commit_seconds = 0.0
         self.comm = comm
         # slots: one clock per worker, then each worker's wait label (3 int64)
         size = num_workers * 8 * 4 if comm.Get_rank() == host else 0
@@ -141,7 +142,9 @@ class ClockTable:
             The new clock.
         """
         self.clock += 1
+        start = time.perf_counter()
         self._set(self.clock)
+        self.commit_seconds += time.perf_counter() - start
         if self.staleness is not None:
             start = time.perf_counter()
             self.watch.wait(lambda: may_proceed(self.clock, self._read_slowest(),
@@ -205,3 +208,184 @@ class ClockTable:
         self.win.Flush(self.host)
         self.slowest = int(self._slots.min())
         return self.slowest
+
+
+class MessageClock:
+    """The clock table kept by server 0 and reached by messages: across hosts.
+
+    A one-sided window on another host completes an operation only when that
+    host's rank next enters MPI (6 ms a commit measured across two hosts,
+    hundreds under load); messages to server 0, whose serve loop is always
+    receiving, cost one network trip. A commit is one message; a worker that
+    must wait asks for an answer, and server 0 (:class:`ClockService`) sends
+    it as soon as the bound holds — so a clock costs at most one round trip,
+    and none when the last answer already showed the bound holds (the
+    slowest clock known here is a lower bound of the true one). The same
+    interface as :class:`ClockTable`; construction and :meth:`free` are
+    collective over ``comm``.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        Communicator of all ranks.
+    host : int
+        Rank in ``comm`` of server 0.
+    worker : int or None
+        This rank's worker index, or ``None`` on a server.
+    num_workers : int
+        How many workers.
+    staleness : int or None
+        The bound ``s``.
+    start : int
+        The clock every worker starts at (non-zero when resuming).
+    """
+
+    def __init__(self, comm, host, worker, num_workers, staleness, start=0):
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.comm = comm
+        self.host = host
+        self.worker = worker
+        self.num_workers = num_workers
+        self.staleness = staleness
+        self.clock = start
+        self.slowest = start
+        self.wait_seconds = 0.0
+        self.commit_seconds = 0.0
+        self.watch = Watch(self)
+        self._reply = np.zeros(2 + 4 * num_workers, dtype=np.int64)
+        self._answers = {}
+        self._status = MPI.Status()
+
+    def commit(self):
+        """Advance this worker's clock, tell server 0, and wait if the rule says.
+
+        Returns
+        -------
+        int
+            The new clock.
+        """
+        self.clock += 1
+        need = None if self.staleness is None else self.clock - self.staleness
+        if need is not None and need <= self.slowest:
+            need = None  # the last answer already shows the bound holds
+        start = time.perf_counter()
+        self._tell("commit", self.clock, need)
+        self.commit_seconds += time.perf_counter() - start
+        if need is not None:
+            start = time.perf_counter()
+            self.watch.wait(lambda: self._answered(SLOWEST), (CLOCK, 0, self.clock))
+            self.slowest = int(self._answers.pop(SLOWEST)[0])
+            self.wait_seconds += time.perf_counter() - start
+        return self.clock
+
+    def read_slowest(self):
+        """The slowest worker's clock, asked of server 0 now."""
+        self._tell("read")
+        wait_for(lambda: self._answered(SLOWEST))
+        self.slowest = int(self._answers.pop(SLOWEST)[0])
+        return self.slowest
+
+    def finish(self):
+        """Mark this worker finished, so it never holds the others back."""
+        self._tell("finish")
+
+    def free(self):
+        """Meet the other ranks (collective, sleeping while it waits)."""
+        wait_request(self.comm.Ibarrier())
+
+    def publish(self, label):
+        """Show this worker's wait label to the others (see :mod:`paracel.watch`)."""
+        self._tell("label", *(label or (RUNNING, 0, 0)))
+
+    def snapshot(self):
+        """``(finished, labels)`` of every worker, asked of server 0."""
+        self._tell("snapshot")
+        wait_for(lambda: self._answered(SNAPSHOT))
+        return snapshot_of(self._answers.pop(SNAPSHOT), self.num_workers)
+
+    def _tell(self, *what):
+        """Send ``what`` to server 0 (a request it answers, if at all, later)."""
+        from paracel import protocol
+
+        wait_request(protocol.post(self.comm, self.host,
+                                   ("clock", (), what, False, protocol.EMPTY), []))
+
+    def _answered(self, kind):
+        """Whether an answer of ``kind`` has come (taking any that arrived)."""
+        MPI = self._mpi
+        while (message := self.comm.improbe(self.host, TAG_CLOCK, self._status)) is not None:
+            count = self._status.Get_count(MPI.INT64_T)
+            message.Recv([self._reply, count, MPI.INT64_T])
+            self._answers[int(self._reply[0])] = self._reply[1:count].copy()
+        return kind in self._answers or None
+
+
+#: Tag of server 0's answers to :class:`MessageClock`, and their kinds.
+TAG_CLOCK = 15
+SLOWEST, SNAPSHOT = 1, 2
+
+
+def snapshot_of(values, num_workers):
+    """``(finished, labels)`` from a snapshot answer's numbers."""
+    clocks = values[:num_workers]
+    return (clocks == FINISHED).tolist(), values[num_workers:].reshape(num_workers, 3).tolist()
+
+
+class ClockService:
+    """Server 0's side of :class:`MessageClock`: the table, the waiting
+    workers, their wait labels; answers go out as soon as they are due.
+
+    Parameters
+    ----------
+    comm : mpi4py.MPI.Comm
+        Communicator of all ranks.
+    worker_ranks : list of int
+        Rank in ``comm`` of worker 0, 1, ...
+    staleness : int or None
+        The bound ``s``.
+    start : int
+        The clock every worker starts at.
+    """
+
+    def __init__(self, comm, worker_ranks, staleness, start=0):
+        self.comm = comm
+        self.worker_ranks = list(worker_ranks)
+        self._worker_of = {rank: w for w, rank in enumerate(worker_ranks)}
+        self.state = ClockState(len(worker_ranks), staleness)
+        self.state.clocks = [start] * len(worker_ranks)
+        self.labels = np.zeros((len(worker_ranks), 3), dtype=np.int64)
+        self.waiting = {}
+
+    def handle(self, source, what):
+        """Apply one message of the worker at rank ``source``."""
+        worker, op = self._worker_of[source], what[0]
+        if op == "commit":
+            self.state.clocks[worker] = what[1]
+            if what[2] is not None:
+                self.waiting[worker] = what[2]
+            self._answer_waiting()
+        elif op == "finish":
+            self.state.finish(worker)
+            self._answer_waiting()
+        elif op == "label":
+            self.labels[worker] = what[1:4]
+        elif op == "read":
+            self._send(worker, SLOWEST, [self.state.slowest()])
+        elif op == "snapshot":
+            self._send(worker, SNAPSHOT, [*self.state.clocks, *self.labels.ravel().tolist()])
+
+    def _answer_waiting(self):
+        slowest = self.state.slowest()
+        for worker, need in list(self.waiting.items()):
+            if slowest >= need:
+                del self.waiting[worker]
+                self._send(worker, SLOWEST, [slowest])
+
+    def _send(self, worker, kind, values):
+        """A small answer: sent eagerly, the worker is waiting for it."""
+        from mpi4py import MPI
+
+        message = np.array([kind, *values], dtype=np.int64)
+        self.comm.Send([message, MPI.INT64_T], dest=self.worker_ranks[worker], tag=TAG_CLOCK)

@@ -118,3 +118,8 @@ def bcast_json(comm, value):
         data = np.empty(int(size[0]), dtype=np.uint8)
     wait_request(comm.Ibcast(data, root=0))
     return json.loads(data.tobytes())
+
+
+def allgather_json(comm, value):
+    """Every rank's JSON-able ``value``, in rank order, on every rank."""
+    return bcast_json(comm, gather_json(comm, value))

@@ -50,6 +50,7 @@ class Accumulate(paracel.Algorithm):
         self.sync()
         if self.worker_id == 0:
             np.save(os.path.join(self.output, "M.npy"), M.to_numpy())
+        self.report(total_norm=float(np.abs(self.total_).sum()))  # after the last clock
         return {"steps": self.read("steps"), "total": self.total_.tolist()}
 
     def state(self):

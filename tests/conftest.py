@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from paracel.run import find_mpiexec, mpiexec_command
+from paracel import mpiexec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,7 +73,7 @@ def run_job(tmp_path):
                "output": str(tmp_path / "out"), **job}
         path = tmp_path / "job.json"
         path.write_text(json.dumps(job))
-        command, launch_env = mpiexec_command(find_mpiexec(), processes)
+        command, launch_env = mpiexec.command(mpiexec.find(), processes)
         launch_env.update(env or {})
         launch_env["PYTHONPATH"] = os.pathsep.join([HERE, launch_env.get("PYTHONPATH", "")])
         command += [sys.executable, "-m", "paracel.run", str(path), *extra_args]

@@ -417,3 +417,12 @@ class HugeArray(paracel.Algorithm):
         same = (back.shape == (self.elements,) and bool((back[::4096] == 1).all())
                 and np.count_nonzero(back) == ones + 5)
         return {"same": same, "tail": back[-5:].tolist()}
+
+
+class Environment(paracel.Algorithm):
+    """Reports what every worker sees of its environment (BLAS threads, the
+    launcher's token) and how many workers there are."""
+
+    def solve(self):
+        seen = self.comm.allgather(os.environ.get("OPENBLAS_NUM_THREADS"))
+        return {"blas": seen, "workers": self.num_workers}

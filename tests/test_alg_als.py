@@ -10,7 +10,8 @@ Tolerance: with staleness 0 the distributed half-steps are the reference's
 exactly, so every λ's validation RMSE must be within 0.5 % of the
 reference's (they agree to about 1e-12), the chosen λ must be the
 reference's best, and the saved factors must equal the reference's to 1e-8.
-Checked with 1 worker / 1 server, 2 / 2 and 4 / 1.
+Checked with 1 worker / 1 server, 2 / 2 and 4 / 1, and with the worker-side
+cache (2 / 1).
 """
 
 import os
@@ -39,16 +40,17 @@ def ratings(tmp_path_factory):
     return path, {lam: reference_als(data, seed=SEED, lam=lam, **PARAMS) for lam in LAMBDAS}
 
 
-@pytest.mark.parametrize("workers,servers,lambdas", [
-    (1, 1, LAMBDAS),
-    (2, 2, LAMBDAS),
-    (4, 1, [0.4, 0.2]),
+@pytest.mark.parametrize("workers,servers,lambdas,cache", [
+    (1, 1, LAMBDAS, False),
+    (2, 2, LAMBDAS, False),
+    (4, 1, [0.4, 0.2], False),
+    (2, 1, [0.4, 0.2], True),   # cached reads at staleness 0: every λ as without
 ])
 def test_lambda_choice_and_factors_equal_the_reference(run_job, tmp_path, ratings, workers,
-                                                       servers, lambdas):
+                                                       servers, lambdas, cache):
     path, references = ratings
     result = run_job(ALGORITHM, processes=workers + servers, servers=servers, staleness=0,
-                     seed=SEED, input=path, params={**PARAMS, "lambdas": lambdas})
+                     seed=SEED, input=path, cache=cache, params={**PARAMS, "lambdas": lambdas})
     assert_ok(result)
     metrics = result.metrics
     found = metrics["metrics"]

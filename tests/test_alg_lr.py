@@ -338,6 +338,18 @@ def test_bad_labels_exit_2(run_job, tmp_path, labels, message):
     assert message in result.stderr
 
 
+def test_checkpoints_refused_where_workers_stop_at_their_own_clocks(run_job, tmp_path,
+                                                                   datasets):
+    """SGD without tol at staleness 2: the workers stop at different clocks
+    (measured: the final checkpoint then failed in 2 of 7 runs)."""
+    result = run_job(ALGORITHM, processes=3, servers=1, staleness=2, input=datasets["cancer"],
+                     params={"method": "sgd", "tol": None},
+                     checkpoint={"dir": str(tmp_path / "ckpt"), "every": 5})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "checkpoint: lr's SGD without tol stops each worker at its own clock" in \
+        result.stderr
+
+
 @pytest.mark.parametrize("params,message", [
     ({"C": 0}, "params.C: must be > 0"),
     ({"learning_rate": 0.0}, "params.learning_rate: must be > 0"),
@@ -349,3 +361,28 @@ def test_bad_params_exit_2(run_job, tmp_path, datasets, params, message):
                      params=params)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_init_model_with_integer_or_non_finite_weights(run_job, tmp_path, datasets):
+    """Integer weights start from their float values (the same run as from the
+    float model); a NaN weight is refused naming the file and the matrix."""
+    import h5py
+
+    path = datasets["cancer"]
+    width = 30
+    models = {}
+    for name, w in (("ints", np.arange(width, dtype=np.int32) % 3 - 1),
+                    ("floats", (np.arange(width) % 3 - 1).astype(np.float64)),
+                    ("nan", np.where(np.arange(width) == 4, np.nan, 0.0))):
+        models[name] = str(tmp_path / f"{name}.h5")
+        with h5py.File(models[name], "w") as handle:
+            handle["w"] = w
+    runs = {name: fit(run_job, tmp_path, name, path, 1, 1, method="gd", penalty="l2", C=0.1,
+                      epochs=3, tol=None, init_model=models[name])[1]
+            for name in ("ints", "floats")}
+    assert runs["ints"]["log_loss"] == runs["floats"]["log_loss"]
+    result = run_job(ALGORITHM, processes=2, servers=1, input=path,
+                     output=str(tmp_path / "nan-out"),
+                     params={"method": "gd", "init_model": models["nan"]})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "nan.h5: matrix 'w': row 4 holds a NaN or infinite value" in result.stderr

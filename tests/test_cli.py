@@ -116,12 +116,12 @@ def test_output_of_another_job_is_protected(tmp_path):
 
 
 def test_single_host_ranks_use_shared_memory_only():
-    from paracel.run import open_mpi_settings
+    from paracel.mpiexec import rank_settings
 
     alone = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "16"}
-    assert open_mpi_settings(alone)["OMPI_MCA_btl"] == "self,sm"
+    assert rank_settings(alone)["OMPI_MCA_btl"] == "self,sm"
     spread = {"OMPI_COMM_WORLD_SIZE": "16", "OMPI_COMM_WORLD_LOCAL_SIZE": "8"}
-    assert "OMPI_MCA_btl" not in open_mpi_settings(spread)
+    assert "OMPI_MCA_btl" not in rank_settings(spread)
 
 
 @pytest.mark.parametrize("key", ["output", "checkpoint"])
@@ -135,3 +135,16 @@ def test_an_output_or_checkpoint_folder_naming_a_file_is_refused_before_launch(t
     assert f"{key}{'.dir' if key == 'checkpoint' else ''}: {tmp_path / 'taken'} is a file, " \
            "not a folder" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_checkpoints_of_an_algorithm_that_cannot_resume_are_refused_before_launch(
+        tmp_path, resume):
+    # mpi_algos.Totals keeps no state() and does not loop on its clock: a resume
+    # would start it over on top of the restored tables
+    path = write_job(tmp_path, algorithm="mpi_algos:Totals", modules=["mpi_algos"],
+                     checkpoint={"dir": str(tmp_path / "ckpt")})
+    code, out, err, seconds = paracel_run(path, *(["--resume"] if resume else []))
+    assert code == 2, err
+    assert "checkpoint: algorithm 'mpi_algos:Totals' is not resumable" in err
+    assert seconds < 30 and not (tmp_path / "ckpt").exists()

@@ -26,7 +26,7 @@ from conftest import HERE, run_command
 from paracel.errors import DataError
 from paracel.io.graph import (block_range, grid_shape, load_graph, load_ratings,
                               load_triples)
-from paracel.run import find_mpiexec, mpiexec_command
+from paracel import mpiexec
 
 PARTITIONS = ["fmap", "smap", "fsmap"]
 
@@ -359,7 +359,7 @@ def mpi_runs(tmp_path_factory):
     def run(processes):
         if processes not in done:
             out = tmp_path_factory.mktemp(f"graph_k{processes}")
-            command, env = mpiexec_command(find_mpiexec(), processes)
+            command, env = mpiexec.command(mpiexec.find(), processes)
             command += [sys.executable, os.path.join(HERE, "graph_algos.py"), str(spec), str(out)]
             code, _, err, _ = run_command(command, timeout=60, env=env)
             assert code == 0, f"exit {code}\n{err[-5000:]}"

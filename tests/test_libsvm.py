@@ -108,3 +108,80 @@ def test_skip_mode_drops_and_counts_bad_lines(tmp_path):
     assert skipped == 2
     np.testing.assert_array_equal(y, [1, -1, 1])
     np.testing.assert_array_equal(X.toarray(), [[1, 0, 0], [0, 2, 0], [0, 0, 3]])
+
+
+# -- ids beyond a dense matrix: the compact mode and 64-bit indices ---------
+
+def load_compact_all(path, parts, zero_based="auto"):
+    """Every share loaded compactly, each expanded back to global columns."""
+    labels, rows = [], []
+    for part in range(parts):
+        y, X, ids, _ = libsvm.load_compact([path], None, part, parts, zero_based=zero_based)
+        assert np.all(np.diff(ids.astype(np.float64)) > 0) and X.shape[1] == ids.size
+        assert set(np.unique(X.indices)) == set(range(ids.size))    # every column used
+        labels.append(y)
+        rows.append((X, ids))
+    return np.concatenate(labels), rows
+
+
+@pytest.mark.parametrize("name", ["cancer", "digits"])
+@pytest.mark.parametrize("parts", [1, 3])
+def test_compact_shares_equal_sklearn(tmp_path, name, parts):
+    path = real_file(tmp_path, name)
+    X_ref, y_ref = load_svmlight_file(path)
+    y, shares = load_compact_all(path, parts)
+    np.testing.assert_array_equal(y, y_ref)
+    blocks = [sp.csr_matrix((X.data, ids[X.indices].astype(np.int64), X.indptr),
+                            shape=(X.shape[0], X_ref.shape[1])) for X, ids in shares]
+    assert (sp.vstack(blocks, format="csr") != X_ref).nnz == 0
+
+
+BIG = 2**64 - 2   # the largest index a file may hold
+
+
+@pytest.mark.parametrize("text,values", [
+    # integers only (the uint64 parse), -1/+1 and 0/1 labels
+    (b"-1 3:1 18446744073709551614:1\n+1 9007199254740993:2\n0 1:1\n", (1, 2)),
+    # float values (the float parse, indices past 2**53 re-read from their digits)
+    (b"-1 3:0.5 18446744073709551614:1\n1 9007199254740993:2.5\n0 1:1e0\n", (0.5, 2.5)),
+    # comments (the general path)
+    (b"-1 3:0.5 18446744073709551614:1 # c\n1 9007199254740993:2.5\n0 1:1\n", (0.5, 2.5)),
+])
+def test_64_bit_indices_are_exact(tmp_path, text, values):
+    path = tmp_path / "big.svm"
+    path.write_bytes(text)
+    y, X, ids, _ = libsvm.load_compact([str(path)], None, 0, 1, zero_based=True)
+    np.testing.assert_array_equal(y, [-1, 1, 0])
+    assert ids.dtype == np.uint64
+    assert ids.tolist() == [1, 3, 2**53 + 1, BIG]
+    np.testing.assert_array_equal(X.toarray(), [[0, values[0], 0, 1], [0, 0, values[1], 0],
+                                                [1, 0, 0, 0]])
+    # 1-based: ids one lower
+    _, _, shifted, _ = libsvm.load_compact([str(path)], None, 0, 1, zero_based=False)
+    assert shifted.tolist() == [0, 2, 2**53, BIG - 1]
+
+
+@pytest.mark.parametrize("index", [b"18446744073709551615", b"18446744073709551616",
+                                   b"99999999999999999999999"])
+@pytest.mark.parametrize("value", [b"1", b"0.5"])
+def test_too_large_indices_name_the_line(tmp_path, index, value):
+    path = tmp_path / "huge.svm"
+    path.write_bytes(b"1 1:1\n0 " + index + b":" + value + b"\n")
+    with pytest.raises(DataError, match=r"huge\.svm:2: feature index \d+ is too large"):
+        libsvm.load_compact([str(path)], None, 0, 1)
+
+
+def test_dense_loader_refuses_ids_too_large_for_a_matrix(tmp_path):
+    path = tmp_path / "wide.svm"
+    path.write_bytes(b"1 18446744073709551614:1\n")
+    with pytest.raises(DataError, match="too large for a matrix over all features"):
+        libsvm.load([str(path)], None, 0, 1)
+
+
+def test_compact_columns_with_and_without_packing():
+    rng = np.random.default_rng(0)
+    for top in (2**20, 2**63 + 5):     # packed sort; argsort (ids too wide to pack)
+        indices = rng.integers(0, 1000, size=5000).astype(np.uint64) * np.uint64(top // 1000)
+        ids, columns = libsvm.compact_columns(indices)
+        np.testing.assert_array_equal(ids, np.unique(indices))
+        np.testing.assert_array_equal(ids[columns], indices)

@@ -61,7 +61,8 @@ def test_an_error_only_one_rank_sees_before_launch_is_shown(run_job):
                      input=TEXT)
     assert result.returncode != 0
     assert result.seconds < 20
-    assert "[rank 2] modules[0]: importing module 'rank_bomb' failed" in result.stderr, \
+    assert "[rank 2 on " in result.stderr and \
+        "modules[0]: importing module 'rank_bomb' failed" in result.stderr, \
         result.stderr[-3000:]
 
 

@@ -16,9 +16,10 @@ def hang(run_job, tmp_path, how, staleness=0, **job):
                    modules=["mpi_algos"], params={"how": how}, timeout=90, **job)
 
 
-@pytest.mark.parametrize("staleness", [0, None])
-def test_sync_against_iter_commit_is_reported(run_job, tmp_path, staleness):
-    result = hang(run_job, tmp_path, "sync", staleness)
+@pytest.mark.parametrize("staleness,clock", [(0, "window"), (None, "window"),
+                                             (0, "messages")])
+def test_sync_against_iter_commit_is_reported(run_job, tmp_path, staleness, clock):
+    result = hang(run_job, tmp_path, "sync", staleness, clock=clock)
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.seconds < 40
     assert "worker 1 waits in sync()" in result.stderr, result.stderr[-3000:]

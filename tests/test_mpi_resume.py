@@ -244,3 +244,15 @@ def test_a_state_a_checkpoint_cannot_store_is_one_line(tmp_path):
     assert ("checkpoint of worker 0: state()['rng']['seen'] is a value of type set, which a "
             "checkpoint cannot store") in err
     assert "Traceback" not in err
+
+
+def test_resuming_a_finished_run_repeats_no_history_entry(tmp_path):
+    # killed after solve() returned: the checkpoint taken then already holds
+    # what was reported after the last clock; the resumed final phase reports
+    # it again, and the history must still hold it once
+    path = killed_job(tmp_path, "0:end", params={"clocks": 6, "delay": 0.0})
+    code, out, err, _ = paracel(path, "--resume")
+    assert code == 0, err[-3000:]
+    history = json.loads((tmp_path / "job" / "metrics.json").read_text())["history"]
+    assert [entry["clock"] for entry in history] == [1, 2, 3, 4, 5, 6, 6]
+    assert [entry.get("final", False) for entry in history][-2:] == [False, True]

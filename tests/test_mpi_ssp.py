@@ -20,14 +20,19 @@ def records(result, workers):
     return [json.loads(result.read(f"clocks_{w}.json")) for w in range(workers)]
 
 
-@pytest.mark.parametrize("cache", [False, True])
+@pytest.mark.parametrize("cache,clock", [(False, "window"), (True, "window"),
+                                         (False, "messages"), (True, "messages")])
 @pytest.mark.parametrize("staleness", [0, 1, 3])
-def test_staleness_bound_and_visibility(run_job, staleness, cache):
-    # with the worker-side cache, reads served from copies must keep the rule too
+def test_staleness_bound_and_visibility(run_job, staleness, cache, clock):
+    # with the worker-side cache, reads served from copies must keep the rule
+    # too; and so must the clock kept by server 0 and reached by messages
     clocks = 12
     result = run_job("mpi_algos:Clocks", processes=5, servers=1, staleness=staleness,
-                     cache=cache, params={"clocks": clocks, "slow": 0, "delay": 0.05})
+                     cache=cache, clock=clock,
+                     params={"clocks": clocks, "slow": 0, "delay": 0.05})
     assert_ok(result)
+    expected = {"window": "ClockTable", "messages": "MessageClock"}[clock]
+    assert result.metrics["timings"]["clock_table"] == expected
     hits = result.metrics["timings"]["per_worker_cache_hits"]
     if cache and staleness == 3:
         assert sum(hits) > 0     # fast workers ran ahead on their copies
@@ -47,8 +52,9 @@ def test_staleness_bound_and_visibility(run_job, staleness, cache):
         assert max(gaps) == staleness
 
 
-def test_asynchronous_never_waits(run_job):
-    result = run_job("mpi_algos:Clocks", processes=4, servers=1, staleness=None,
+@pytest.mark.parametrize("clock", ["window", "messages"])
+def test_asynchronous_never_waits(run_job, clock):
+    result = run_job("mpi_algos:Clocks", processes=4, servers=1, staleness=None, clock=clock,
                      params={"clocks": 10, "slow": 0, "delay": 0.1})
     assert_ok(result)
     fast = records(result, 3)[1]
@@ -58,10 +64,11 @@ def test_asynchronous_never_waits(run_job):
     assert max(timings) == 0.0
 
 
-def test_finished_worker_does_not_hold_others_back(run_job):
+@pytest.mark.parametrize("clock", ["window", "messages"])
+def test_finished_worker_does_not_hold_others_back(run_job, clock):
     # worker 0 stops after 3 clocks; under BSP the others would wait for it
     # forever (and time out) if a finished worker still counted
-    result = run_job("mpi_algos:Clocks", processes=4, servers=1, staleness=0,
+    result = run_job("mpi_algos:Clocks", processes=4, servers=1, staleness=0, clock=clock,
                      params={"clocks": 8, "short": 3, "slow": 2, "delay": 0.02})
     assert_ok(result)
     assert result.metrics["timings"]["per_worker_clocks"] == [3, 8, 8]

@@ -1,4 +1,4 @@
-"""Stress: 15 workers × 20,000 random operations over 1,000 keys per class.
+"""Stress: 15 workers × 8,000 random operations over 1,000 keys per class.
 
 Against 1, 2 and 3 servers, with staleness 2: the final table must equal the
 prediction from every worker's own record (sums of all deltas, max/min of
@@ -39,7 +39,7 @@ def expected_table(records, keys):
 def test_random_operations_lose_nothing(run_job, servers):
     keys = 1000
     result = run_job("stress_algos:Stress", processes=WORKERS + servers, servers=servers,
-                     staleness=2, params={"ops": 20000, "key_count": keys}, timeout=600)
+                     staleness=2, params={"ops": 8000, "key_count": keys}, timeout=600)
     assert_ok(result)
     records = [json.loads(result.read(f"stress_{w}.json")) for w in range(WORKERS)]
     table = {tuple(key): value for key, value in json.loads(result.read("table.json"))}

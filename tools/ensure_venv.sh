@@ -24,3 +24,13 @@ if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
     fi
     touch "$stamp"
 fi
+# Open MPI's own defaults for this venv: ranks are placed slot by slot (host
+# by host with a hostfile) and more ranks than slots are allowed, so a
+# hand-started "mpiexec -n 16 python -m paracel.run job.json" runs on a small
+# machine too (waiting ranks sleep; see README "Running jobs").
+params="$venv/etc/prte-mca-params.conf"
+policy="rmaps_default_mapping_policy = slot:oversubscribe"
+if [ -f "$params" ] && ! grep -qx "$policy" "$params"; then
+    sed -i '/^rmaps_default_mapping_policy/d' "$params"
+    echo "$policy" >> "$params"
+fi

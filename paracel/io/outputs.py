@@ -15,6 +15,8 @@ place: a file that exists is complete.
 
 import contextlib
 import os
+import secrets
+import socket
 import tempfile
 
 from paracel.errors import UserError
@@ -84,6 +86,42 @@ def atomic_file(folder, name, mode="w"):
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
+
+
+def check_shared(comm, folders):
+    """Make sure every rank of ``comm`` sees the same ``folders`` (collective).
+
+    Rank 0 creates each folder and leaves a fresh random mark in it; every
+    rank then looks for that mark. A rank on a host where the folder is
+    missing, or is another folder at the same path (a host-local disk),
+    raises a :class:`UserError` naming its host and the folder: results and
+    checkpoints need one filesystem shared by every host at the same path.
+    """
+    from paracel.waiting import allgather_json, bcast_json
+    from paracel.watch import ReportedElsewhere
+
+    rank = comm.Get_rank()
+    mark = f".paracel-shared-{secrets.token_hex(8)}" if rank == 0 else None
+    if mark is not None:
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            with atomic_file(folder, mark) as handle:
+                handle.write(mark)
+    mark = bcast_json(comm, mark)
+    unseen = [folder for folder in folders if not os.path.exists(os.path.join(folder, mark))]
+    problems = allgather_json(comm, unseen[0] if unseen else None)
+    if rank == 0:
+        for folder in folders:
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, mark))
+    first = next((r for r, problem in enumerate(problems) if problem), None)
+    if first is None:
+        return
+    if first != rank:
+        raise ReportedElsewhere()
+    raise UserError(f"{unseen[0]}: this folder is not shared with rank 0's host (rank {rank} "
+                    f"on {socket.gethostname()} does not see it): every host needs it on a "
+                    "shared filesystem at the same path")
 
 
 def _forget_outputs(folder):

@@ -50,11 +50,14 @@ class Server:
     request_timeout : float, optional
         Seconds an update function may run before the job is stopped (a
         function that never returns would otherwise hang every rank).
+    clock : paracel.ssp.ClockService, optional
+        The clock table this server keeps (server 0, across hosts).
     """
 
-    def __init__(self, comm, server_id, num_workers, request_timeout=None):
+    def __init__(self, comm, server_id, num_workers, request_timeout=None, clock=None):
         self.comm = comm
         self.request_timeout = request_timeout
+        self.clock = clock
         self.server_id = server_id
         self.num_workers = num_workers
         self.store = Store()
@@ -68,7 +71,11 @@ class Server:
             "read": self._read, "read_rows": self._read_rows, "write": self._write, "update": self._update,
             "contains": self._contains, "remove": self._remove, "keys": self._keys,
             "fence": self._fence, "done": self._done, "stats": self._stats,
-            "checkpoint": self._checkpoint,
+            "checkpoint": self._checkpoint, "clock": self._clock,
+            "rows_create": self._rows_create,
+            "rows_pull": self._rows_pull, "rows_push": self._rows_push,
+            "rows_map": self._rows_map, "rows_size": self._rows_size,
+            "rows_items": self._rows_items,
         }
 
     def serve(self):
@@ -207,7 +214,11 @@ class Server:
     def _checkpoint(self, source, keys, folder, payload):
         """Write the table into checkpoint staging ``folder``; the reply is the
         file's name, size and checksum, for the manifest."""
-        self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.table))
+        self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.pairs()))
+
+    def _clock(self, source, keys, arg, payload):
+        """A message of a worker's :class:`paracel.ssp.MessageClock`."""
+        self.clock.handle(source, arg)
 
     def _done(self, source, keys, arg, payload):
         self.finished.add(source)
@@ -215,7 +226,41 @@ class Server:
     def _stats(self, source, keys, arg, payload):
         self._reply(source, {"keys": len(self.store.table), "nbytes": self.store.nbytes(),
                              "requests": self.requests, "busy_seconds": self.busy_seconds,
-                             "rss_bytes": resident_bytes()})
+                             "rss_bytes": resident_bytes(),
+                             "row_tables": {name: shard.stats()
+                                            for name, shard in self.store.rows.items()}})
+
+    # -- row tables (keys = [name]) --------------------------------------------
+
+    def _rows_create(self, source, keys, spec, payload):
+        """Create the table here, or attach to it; the reply says what
+        differs from the table already here, if anything."""
+        self._reply(source, self.store.create_rows(keys[0], *spec))
+
+    def _rows_pull(self, source, keys, arg, payload):
+        (ids,) = self._values(source, payload)
+        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source)])
+
+    def _rows_push(self, source, keys, fn_name, payload):
+        ids, deltas, params = self._values(source, payload)
+        with self._watchdog():
+            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source)
+        if errors:
+            self.pending_errors.setdefault(source, []).extend(errors)
+
+    def _rows_map(self, source, keys, fn_name, payload):
+        (params,) = self._values(source, payload)
+        with self._watchdog():
+            result, errors = self.store.map_rows(keys[0], fn_name, params)
+        if errors:
+            self.pending_errors.setdefault(source, []).extend(errors)
+        self._reply(source, None, [result])
+
+    def _rows_size(self, source, keys, arg, payload):
+        self._reply(source, len(self.store.row_shard(keys[0])))
+
+    def _rows_items(self, source, keys, arg, payload):
+        self._reply(source, None, list(self.store.row_shard(keys[0]).items()))
 
 
 def resident_bytes():

@@ -1,17 +1,20 @@
 """A server's table: key → value, with the operations workers ask for.
 
 Values are whatever the protocol carries: dense numpy blocks, scipy.sparse
-blocks, Python scalars, and tuples of them. The store is only touched by its
-server's single serve loop, so each operation is atomic per key.
+blocks, Python scalars, and tuples of them. Row tables (64-bit id → row,
+:mod:`paracel.server.rowtable`) are kept apart, by name. The store is only
+touched by its server's single serve loop, so each operation is atomic per
+key, and per row.
 """
 
+import itertools
 import traceback
 
 import numpy as np
 
 from paracel import protocol
 from paracel.errors import UserError
-from paracel.server import updates
+from paracel.server import rowtable, updates
 
 MISSING = ("@missing",)
 
@@ -27,6 +30,7 @@ class Store:
 
     def __init__(self):
         self.table = {}
+        self.rows = {}
 
     def read(self, keys):
         """Values of ``keys``; :data:`MISSING` stands for an absent key."""
@@ -60,7 +64,7 @@ class Store:
             except Expired as stop:
                 raise UserError(f"update function {fn_name!r} on key {key!r} {stop}") from None
             except Exception as error:  # reported back to the worker that asked
-                errors.append(_failure(fn_name, key, error))
+                errors.append(_failure(f"update function {fn_name!r}", f"key {key!r}", error))
                 continue
             if new is None:
                 self.table.pop(key, None)
@@ -84,8 +88,77 @@ class Store:
         return [key for key in self.table if _first(key).startswith(prefix)]
 
     def nbytes(self):
-        """Bytes held in array payloads (what the table stores, not overhead)."""
-        return sum(_nbytes(value) for value in self.table.values())
+        """Bytes held in array payloads (what the table stores, not overhead),
+        row tables included."""
+        return sum(_nbytes(value) for value in self.table.values()) + \
+            sum(shard.nbytes() for shard in self.rows.values())
+
+    def pairs(self):
+        """Every ``(key, value)`` to save in a checkpoint: the table's, then
+        each row table as ``((rowtable.SAVED_TAG, name), arrays)``."""
+        saved = (((rowtable.SAVED_TAG, name), shard.saved())
+                 for name, shard in self.rows.items())
+        return itertools.chain(self.table.items(), saved)
+
+    # -- row tables -----------------------------------------------------------
+
+    def create_rows(self, name, width, dtype, admit):
+        """Create row table ``name`` here, or check that the one here has the
+        same ``(width, dtype, admit)``; returns ``None``, or what differs."""
+        shard = self.rows.get(name)
+        if shard is None:
+            self.rows[name] = rowtable.RowShard(name, width, dtype, admit)
+            return None
+        if shard.spec != (width, np.dtype(dtype).str, admit):
+            return (f"row table {name!r} exists with width {shard.width}, dtype "
+                    f"{shard.dtype}, admit {shard.admit}; asked for width {width}, dtype "
+                    f"{np.dtype(dtype)}, admit {admit}")
+        return None
+
+    def row_shard(self, name):
+        """This server's shard of row table ``name``."""
+        try:
+            return self.rows[name]
+        except KeyError:
+            raise UserError(f"no row table {name!r} on this server") from None
+
+    def push_rows(self, name, fn_name, ids, deltas, params, source=None):
+        """Fold a push of worker ``source`` into row table ``name`` with row
+        function ``fn_name``.
+
+        Returns
+        -------
+        list of (bool, str)
+            The failure, if the function failed (see :meth:`update`); the
+            rows are then as they were, though ids it met may have become
+            rows (of zeros) or been counted towards admission.
+        """
+        shard = self.row_shard(name)
+        return _guarded(f"row function {fn_name!r}", f"row table {name!r}",
+                        lambda: shard.push(ids, deltas, fn_name, params, source))[1]
+
+    def map_rows(self, name, fn_name, params):
+        """Run table function ``fn_name`` on row table ``name``; returns
+        ``(result, failures)`` (see :meth:`update`)."""
+        shard = self.row_shard(name)
+        return _guarded(f"table function {fn_name!r}", f"row table {name!r}",
+                        lambda: _storable(shard.map_values(fn_name, params)))
+
+
+def _guarded(function, target, call):
+    """``(call(), [])``, or ``(None, [failure])`` if it raised (reported back
+    to the worker that asked); a call past the time limit stops the job."""
+    try:
+        return call(), []
+    except Expired as stop:
+        raise UserError(f"{function} on {target} {stop}") from None
+    except Exception as error:
+        return None, [_failure(function, target, error)]
+
+
+def _storable(value):
+    protocol.check_storable(value)
+    return value
 
 
 def _first(key):
@@ -104,8 +177,8 @@ def _nbytes(value):
     return 8
 
 
-def _failure(fn_name, key, error):
-    head = f"update function {fn_name!r} failed on key {key!r}: {error}"
+def _failure(function, target, error):
+    head = f"{function} failed on {target}: {error}"
     if isinstance(error, UserError):
         return True, head
     trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
