@@ -172,6 +172,8 @@ import scipy.sparse
 from scipy.special import expit
 
 import paracel
+from paracel.algorithms import ftrl, lbfgs
+from paracel.algorithms.logistic import auc, log_losses, penalty_value
 from paracel.errors import ConfigError, DataError
 
 #: Most row blocks per worker (or server) that ``w`` is cut into; more blocks
@@ -179,6 +181,9 @@ from paracel.errors import ConfigError, DataError
 BLOCKS_PER_RANK = 4
 #: The largest block (rows), as a distributed matrix's default (1 MiB of float64).
 MAX_BLOCK_ROWS = 1 << 17
+#: FTRL's alpha (without ``learning_rate``) and beta.
+FTRL_ALPHA = 0.5
+FTRL_BETA = 1.0
 
 
 # -- server-side row update functions (registered on every rank at import) --
@@ -225,20 +230,6 @@ def sgd_l1(block, delta):
 
 
 # -- plain helpers ----------------------------------------------------------
-
-def log_losses(z, y):
-    """Per-example log-loss ``log(1 + exp(-s z))`` for 0/1 labels ``y`` (s = 2y - 1)."""
-    return np.logaddexp(0.0, z) - y * z
-
-
-def penalty_value(w, penalty):
-    """``r(w)``: ``||w||^2 / 2`` (l2), ``||w||_1`` (l1) or 0."""
-    if penalty == "l2":
-        return 0.5 * float(w @ w)
-    if penalty == "l1":
-        return float(np.abs(w).sum())
-    return 0.0
-
 
 def prox(v, threshold, penalty):
     """The proximal map of ``threshold * r`` at ``v``."""
@@ -294,17 +285,22 @@ class LogisticRegression(paracel.Algorithm):
     summary = ("binary logistic regression (L2/L1) on LIBSVM data: SGD under SSP "
                "or accelerated full-batch GD")
     parameters = {
-        "method": paracel.Param(str, "sgd", "sgd: mini-batch SGD under SSP; gd: full-batch "
-                                "proximal gradient descent", choices=("sgd", "gd")),
+        "method": paracel.Param(str, "sgd", "lbfgs: L-BFGS (l2, none) or OWL-QN (l1); ftrl: "
+                                "FTRL-Proximal under SSP (both with the model in a row table "
+                                "keyed by feature id); sgd: mini-batch SGD under SSP; gd: "
+                                "full-batch proximal gradient descent",
+                                choices=("lbfgs", "ftrl", "sgd", "gd")),
         "penalty": paracel.Param(str, "l2", "the penalty r(w) on the weights (not the "
                                  "intercept)", choices=("l2", "l1", "none")),
         "C": paracel.Param(float, 1.0, "inverse penalty strength, > 0, as scikit-learn's: "
                            "minimise mean log-loss + r(w) / (C n)"),
         "fit_intercept": paracel.Param(bool, True, "learn an (unpenalised) intercept"),
-        "epochs": paracel.Param(int, 100, "most passes over the data (gd: iterations)",
-                                low=1),
-        "batch_size": paracel.Param(int, 32, "sgd: examples per mini-batch (per worker "
-                                    "and clock)", low=1),
+        "epochs": paracel.Param(int, 100, "most passes over the data (gd, lbfgs: "
+                                "iterations); 0: no training, apply init_model to the input "
+                                "(predictions, scores)", low=0),
+        "batch_size": paracel.Param(int, None, "sgd, ftrl: examples per mini-batch (per "
+                                    "worker and clock); null: sgd 32, ftrl 1024", low=1,
+                                    nullable=True),
         "learning_rate": paracel.Param(float, None, "step size eta0, > 0; null: sgd "
                                        "10 / L, gd 1 / L (L from the data, see the docs)",
                                        nullable=True),
@@ -332,6 +328,14 @@ class LogisticRegression(paracel.Algorithm):
                                      "(share_loss in worker_history; 0: never)", low=0),
         "predict": paracel.Param(bool, False, "write pred_<worker> files (row, label, "
                                  "probability)"),
+        "memory": paracel.Param(int, 10, "lbfgs: correction pairs kept (scikit-learn's "
+                                "lbfgs keeps 10)", low=1),
+        "admit": paracel.Param(int, 0, "lbfgs: a feature gets a weight only if it occurs in "
+                               "at least this many training examples (0, 1: every "
+                               "feature)", low=0),
+        "test": paracel.Param(str, None, "a held-out LIBSVM file (relative to the job file): "
+                              "its log-loss, AUC and accuracy after every epoch (gd, lbfgs: "
+                              "iteration) and at the end", nullable=True, path=True),
     }
 
     def __init__(self, **params):
@@ -340,6 +344,12 @@ class LogisticRegression(paracel.Algorithm):
             raise ConfigError(f"params.C: must be > 0, got {self.C!r}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise ConfigError(f"params.learning_rate: must be > 0, got {self.learning_rate!r}")
+        if self.epochs == 0 and self.init_model is None:
+            raise ConfigError("params.epochs: 0 applies init_model to the input, but "
+                              "init_model is not set")
+        if self.admit > 1 and self.method not in ("lbfgs", "ftrl"):
+            raise ConfigError(f"params.admit: only lbfgs and ftrl keep their model by "
+                              f"feature id; method {self.method!r} cannot admit features")
 
     def check_job(self, job):
         """Refuse checkpoints for SGD without ``tol`` at a staleness other
@@ -355,6 +365,13 @@ class LogisticRegression(paracel.Algorithm):
     # -- the run -----------------------------------------------------------
 
     def solve(self):
+        self.batch_size_ = self.batch_size or (1024 if self.method == "ftrl" else 32)
+        if self.epochs == 0:
+            return self._apply()
+        if self.method == "lbfgs":
+            return self._lbfgs()
+        if self.method == "ftrl":
+            return self._ftrl()
         self._load()
         w, intercept = self._model()
         if self.method == "sgd":
@@ -364,9 +381,12 @@ class LogisticRegression(paracel.Algorithm):
         return self._finish(w, intercept, epochs, converged)
 
     def state(self):
-        """The loop's progress (:class:`SGDProgress` or :class:`GDProgress`):
-        all this worker carries from one clock to the next. The model, the
-        counters and the partial sums are on the servers."""
+        """The loop's progress (:class:`SGDProgress`, :class:`GDProgress` or
+        :class:`lbfgs.Progress`): all this worker carries from one clock to
+        the next. The model, the counters and the partial sums are on the
+        servers."""
+        if self.method in ("lbfgs", "ftrl"):
+            return self.progress_.state()
         return asdict(self.progress_)
 
     def restore(self, state):
@@ -374,6 +394,14 @@ class LogisticRegression(paracel.Algorithm):
         before the current pass's shuffle, which ``solve()`` draws again."""
         if self.method == "gd":
             self.progress_ = GDProgress(**state)
+            return
+        if self.method == "lbfgs":
+            self.progress_ = lbfgs.Progress(**state)
+            return
+        if self.method == "ftrl":
+            self.progress_ = ftrl.Progress(**state)
+            self.rng_ = np.random.default_rng()
+            self.rng_.bit_generator.state = self.progress_.shuffle_rng
             return
         self.progress_ = SGDProgress(**state)
         self.rng_ = np.random.default_rng()
@@ -383,10 +411,9 @@ class LogisticRegression(paracel.Algorithm):
         """Every worker's ``value`` (allgather), as an array in worker order."""
         return np.array(self.comm.allgather(value))
 
-    def _load(self):
-        """Load this worker's share; agree on sizes, labels and the step size."""
-        labels, X = self.load_libsvm(n_features=self.n_features, zero_based=self.zero_based)
-        X.sum_duplicates()
+    def _labels(self, labels, both=True):
+        """The 0/1 labels of this share, once every worker's agree on a
+        convention (-1/+1 or 0/1, with ``both``: both classes present)."""
         seen = set()
         for values in self.comm.allgather(np.unique(labels).tolist()):
             seen.update(values)
@@ -395,11 +422,17 @@ class LogisticRegression(paracel.Algorithm):
         if not seen <= {-1.0, 0.0, 1.0} or {-1.0, 0.0} <= seen:
             raise DataError(f"{self.input_files[0]}: labels must be -1/+1 or 0/1; found "
                             f"{', '.join(f'{v:g}' for v in sorted(seen))}")
-        if 1.0 not in seen or len(seen) < 2:
+        if both and (1.0 not in seen or len(seen) < 2):
             raise DataError(f"{self.input_files[0]}: every label is {min(seen):g}; "
                             "logistic regression needs both classes")
         self.negative_ = -1 if -1.0 in seen else 0
-        self.y_ = (labels > 0).astype(np.float64)
+        return (labels > 0).astype(np.float64)
+
+    def _load(self):
+        """Load this worker's share; agree on sizes, labels and the step size."""
+        labels, X = self.load_libsvm(n_features=self.n_features, zero_based=self.zero_based)
+        X.sum_duplicates()
+        self.y_ = self._labels(labels)
         self.X_ = X
         self.columns_ = np.unique(X.indices)           # the features this share touches
         self.Xc_ = compact(X, self.columns_)
@@ -522,7 +555,7 @@ class LogisticRegression(paracel.Algorithm):
         """
         fresh = not self.resumed
         rows = self.Xc_.shape[0]
-        batches = max(1, int(max(-(-size // self.batch_size) for size in self.sizes_)))
+        batches = max(1, int(max(-(-size // self.batch_size_) for size in self.sizes_)))
         # the non-empty batches of one pass over all shares (a share smaller
         # than `batches` rows leaves some of its batches empty)
         self.steps_per_epoch_ = int(sum(min(int(size), batches) for size in self.sizes_))
@@ -772,6 +805,239 @@ class LogisticRegression(paracel.Algorithm):
             self.write_multi(updates)
         return found
 
+    # -- L-BFGS / OWL-QN on a row table keyed by feature id ----------------
+
+    def _lbfgs(self):
+        """Load, train by :class:`lbfgs.Solver`, finish; iteration ``t`` is
+        clock ``t``."""
+        self._load_sparse()
+        table = self.rows("lr.lbfgs", width=lbfgs.width(self.memory, self.num_workers))
+        solver = lbfgs.Solver(self, table, self.memory)
+        if not self.resumed:
+            self._fill_table(table, lbfgs.X)
+            self.progress_ = solver.start()
+        progress = self.progress_
+        while not (progress.converged or progress.failed) and self.clock < self.epochs:
+            solver.iteration(progress)
+            self.report(objective=progress.objective, gradient=progress.largest,
+                        **self._heldout(lambda ids: table.pull(ids, columns=[lbfgs.X])[:, 0],
+                                        progress.intercept[lbfgs.X]))
+            self.iter_commit()
+        if progress.failed and self.worker_id == 0:
+            self.log.warning("lr: the line search found no step that lowers the objective "
+                             "(converged as far as float64 allows, or a bad learning problem); "
+                             "stopping after %d iterations", progress.iterations)
+        bias = progress.intercept[lbfgs.X]
+        return self._sparse_finish(table, lbfgs.X, bias, progress.iterations,
+                                   progress.converged, progress.penalty, progress.nonzeros,
+                                   table.size())
+
+    def _ftrl(self):
+        """Load, train by :class:`ftrl.Learner` for ``epochs`` passes (every
+        worker the same number of batches a pass, a clock each), finish."""
+        self._load_sparse(admit=False)
+        table = self.rows("lr.ftrl", width=ftrl.WIDTH, admit=self.admit)
+        alpha = self.learning_rate or FTRL_ALPHA
+        learner = ftrl.Learner(self, table, alpha, FTRL_BETA)
+        if not self.resumed:
+            if self.init_model is not None:
+                self._ftrl_warm_start(table, alpha, learner)
+            self.rng_ = self.rng()
+            self.progress_ = ftrl.Progress(batch=learner.batches)
+        progress = self.progress_
+        pieces = learner.shuffle(progress, self.rng_) if progress.epoch else None
+        while progress.batch < learner.batches or progress.epoch < self.epochs:
+            if progress.batch == learner.batches:
+                progress.epoch += 1
+                progress.batch, progress.loss_sum, progress.seen = 0, 0.0, 0
+                pieces = learner.shuffle(progress, self.rng_)
+            batch = np.sort(pieces[progress.batch])
+            loss = learner.step(progress, batch) if batch.size else 0.0
+            progress.batch += 1
+            progress.loss_sum += loss
+            progress.seen += batch.size
+            self.report(loss=progress.loss_sum / max(progress.seen, 1),
+                        epoch=round(progress.epoch - 1 + progress.batch / learner.batches, 4))
+            if progress.batch == learner.batches:
+                self.report(**self._heldout(
+                    lambda ids: table.pull(ids, columns=[ftrl.W])[:, 0],
+                    self._ftrl_bias(table)))
+            self.iter_commit()
+        penalty, nonzeros = learner.finish(self.epochs)
+        return self._sparse_finish(table, ftrl.W, self._ftrl_bias(table), self.epochs, False,
+                                   penalty, nonzeros, table.size() - self.fit_intercept)
+
+    def _ftrl_bias(self, table):
+        if not self.fit_intercept:
+            return 0.0
+        return float(table.pull([ftrl.INTERCEPT], columns=[ftrl.W])[0, 0])
+
+    def _ftrl_warm_start(self, table, alpha, learner):
+        """Rows whose weights are ``init_model``'s (``z`` chosen so that
+        FTRL's closed form gives them with ``n = 0``)."""
+        weights, bias = self._init_weights(self.ids_)
+        l1, l2 = learner.penalties(1.0)
+        z = -weights * (FTRL_BETA / alpha + l2) - np.sign(weights) * l1
+        rows = np.column_stack([z, np.zeros_like(z), weights, np.zeros_like(z)])
+        ids = self.ids_
+        if self.fit_intercept:
+            ids = np.append(ids, ftrl.INTERCEPT)
+            rows = np.vstack([rows, [-bias * FTRL_BETA / alpha, 0.0, bias, 1.0]])
+        table.push(ids, rows, fn="replace")
+        self.sync()
+
+    def _load_sparse(self, admit=True, both=True):
+        """Load this worker's share over the features it uses (``ids_``,
+        ``Xc_``), drop features below the admission count (with ``admit``),
+        agree on sizes."""
+        labels, X, ids = self.load_libsvm(n_features=self.n_features,
+                                          zero_based=self.zero_based, compact=True)
+        X.sum_duplicates()
+        self.y_ = self._labels(labels, both)
+        sizes = self.sum_over_workers(np.eye(self.num_workers)[self.worker_id] * X.shape[0])
+        self.sizes_ = sizes.astype(np.int64)
+        self.n_ = int(sizes.sum())
+        self.offset_ = int(sizes[:self.worker_id].sum())
+        self.lam_ = 0.0 if self.penalty == "none" else 1.0 / (self.C * self.n_)
+        self.tol_ = self.tol or 0.0
+        self.features_seen_ = None
+        if admit and self.admit > 1:
+            X, ids = self._admitted(X, ids)
+        self.Xc_, self.ids_ = X, ids
+        self.start_intercept_ = 0.0
+        self.test_ = self._load_test() if self.test else None
+        if self.worker_id == 0:
+            self.log.info("lr: %d examples, %s with %s penalty, C=%g", self.n_, self.method,
+                          self.penalty, self.C)
+
+    def _apply(self):
+        """``epochs: 0``: score the input with ``init_model`` (any method; no
+        training, no model written): predictions, log-loss and accuracy
+        against the input's labels (meaningless if they are placeholders),
+        held-out scores of ``test``."""
+        self._load_sparse(admit=False, both=False)
+        weights, bias = self._init_weights(self.ids_)
+        z = self.Xc_ @ weights + bias
+        count, loss, right = self.sum_over_workers(
+            [z.size, log_losses(z, self.y_).sum(), np.count_nonzero((z > 0) == (self.y_ > 0))])
+        if self.predict:
+            self._write_predictions(z)
+        heldout = self._heldout(lambda ids: self._init_weights(ids)[0], bias)
+        return {"log_loss": float(loss / max(count, 1)), "accuracy": float(right / max(count, 1)),
+                "examples": self.n_, "epochs": 0, **heldout}
+
+    def _admitted(self, X, ids):
+        """``X`` and ``ids`` without the features that occur in fewer than
+        ``admit`` examples over all shares (counted on the servers)."""
+        counts = self.rows("lr.df", width=1)
+        if not self.resumed:
+            counts.push(ids, np.diff(X.tocsc().indptr).astype(np.float64))
+        self.sync()
+        kept = np.flatnonzero(counts.pull(ids)[:, 0] >= self.admit)
+        if self.worker_id == 0:
+            self.features_seen_ = counts.size()
+        return X[:, kept].tocsr(), ids[kept]
+
+    def _fill_table(self, table, column):
+        """Make every feature of this share a row (before clock 1): zeros, or
+        the weights of ``init_model``."""
+        weights = np.zeros(self.ids_.size)
+        if self.init_model is not None:
+            weights, self.start_intercept_ = self._init_weights(self.ids_)
+        table.push(self.ids_, weights[:, None], fn="replace", columns=[column])
+        self.sync()
+
+    def _init_weights(self, ids):
+        """The weights of ``init_model`` at ``ids`` (0 for features it does
+        not have) and its intercept; a model keyed by id (``ids``, ``w``) or
+        a dense one (``w``, feature ``j`` at position ``j``)."""
+        import h5py
+
+        with h5py.File(self.init_model, "r") as handle:
+            weights = np.asarray(handle["w"], dtype=np.float64)
+            known = np.asarray(handle["ids"], dtype=np.uint64) if "ids" in handle else \
+                np.arange(weights.size, dtype=np.uint64)
+            intercept = float(np.asarray(handle["intercept"])[0]) \
+                if "intercept" in handle and self.fit_intercept else 0.0
+        if not np.isfinite(weights).all() or not np.isfinite(intercept):
+            raise DataError(f"{self.init_model}: the model holds non-finite weights")
+        order = np.argsort(known)
+        known, weights = known[order], weights[order]
+        where = np.minimum(np.searchsorted(known, ids), max(known.size - 1, 0))
+        found = known.size > 0
+        return (np.where(found & (known[where] == ids), weights[where], 0.0)
+                if found else np.zeros(ids.size)), intercept
+
+    def _load_test(self):
+        """This worker's share of the ``test`` file: ``(y, X, ids)``, its
+        indices read with the training input's base."""
+        labels, X, ids = self.load_libsvm(files=[self.test], zero_based=self.zero_based_,
+                                          compact=True)
+        X.sum_duplicates()
+        return (labels > 0).astype(np.float64), X, ids
+
+    def _heldout(self, weights_of, bias):
+        """The held-out metrics of the current model (``{}`` without
+        ``test``): ``test_log_loss``, ``test_auc``, ``test_accuracy``. A
+        collective call; ``weights_of(ids)`` reads the weights of feature
+        ids."""
+        if self.test_ is None:
+            return {}
+        y, X, ids = self.test_
+        z = X @ weights_of(ids) + bias
+        count, loss, right = self.sum_over_workers(
+            [y.size, log_losses(z, y).sum(), np.count_nonzero((z > 0) == (y > 0))])
+        scores, labels = self._gather_scores(z, y)
+        metrics = {"test_log_loss": float(loss / max(count, 1)),
+                   "test_accuracy": float(right / max(count, 1))}
+        if self.worker_id == 0:
+            metrics["test_auc"] = auc(scores, labels)
+        return metrics
+
+    def _gather_scores(self, z, y):
+        """Every worker's held-out margins and labels on worker 0 (else
+        ``None``, ``None``)."""
+        from paracel.waiting import gather_arrays
+
+        return gather_arrays(self.comm, z), gather_arrays(self.comm, y)
+
+    def _sparse_finish(self, table, column, bias, iterations, converged, penalty, nonzeros,
+                       features):
+        """Final metrics on the training data; ``model.h5`` with the
+        features' ids and weights (every row but the intercept's); predictions."""
+        z = self.Xc_ @ table.pull(self.ids_, columns=[column])[:, 0] + bias
+        count, loss, right = self.sum_over_workers(
+            [z.size, log_losses(z, self.y_).sum(), np.count_nonzero((z > 0) == (self.y_ > 0))])
+        log_loss = loss / self.n_
+        model = []
+        if self.worker_id == 0:
+            ids, weights = table.items(columns=[column])
+            order = np.argsort(ids)
+            order = order[ids[order] != ftrl.INTERCEPT]
+            model = [("ids", ids[order]), ("w", weights[order, 0]),
+                     ("intercept", np.array([bias]))]
+        self.save_model("model.h5", model, method=self.method, penalty=self.penalty, C=self.C,
+                        fit_intercept=self.fit_intercept, examples=self.n_,
+                        zero_based=self.zero_based_)
+        if self.predict:
+            self._write_predictions(z)
+        metrics = {"log_loss": float(log_loss), "accuracy": float(right / self.n_),
+                   "objective": float(log_loss + self.lam_ * penalty),
+                   "nonzeros": int(nonzeros), "intercept": float(bias),
+                   "epochs": int(iterations), "converged": bool(converged),
+                   "examples": self.n_, "features": int(features)}
+        if self.features_seen_ is not None:
+            metrics["features_seen"] = int(self.features_seen_)
+        heldout = self._heldout(lambda ids: table.pull(ids, columns=[column])[:, 0], bias)
+        return {**metrics, **heldout}
+
+    def _write_predictions(self, z):
+        """``pred_<worker>``: row, label, probability of this share."""
+        probability = expit(z)
+        label = np.where(z > 0, 1, self.negative_)
+        self.dump("pred_", [(self.offset_ + i, (int(label[i]), f"{probability[i]:.6g}"))
+                            for i in range(len(z))], sep="\t")
+
     # -- the end -----------------------------------------------------------
 
     def _finish(self, w, intercept, epochs, converged):
@@ -796,10 +1062,7 @@ class LogisticRegression(paracel.Algorithm):
                          for start in [w.block_range(b)[0]]
                          for i, v in enumerate(value)])
         if self.predict:
-            probability = expit(z)
-            label = np.where(z > 0, 1, self.negative_)
-            self.dump("pred_", [(self.offset_ + i, (int(label[i]), f"{probability[i]:.6g}"))
-                                for i in range(len(z))], sep="\t")
+            self._write_predictions(z)
         return {"log_loss": float(log_loss),
                 "accuracy": float(totals[1] / self.n_),
                 "objective": float(log_loss + self.lam_ * totals[2]),

@@ -23,8 +23,9 @@ gain). Root is needed to make the namespaces.
 
 The 1 ms comes from ``tools/fakehosts.py``'s user-space router (the kernel
 here has no ``netem``): every packet between the hosts waits 1 ms in a
-Python process that forwards between TUN devices, so the round trip is
-about 2.3 ms.
+Python process that forwards between TUN devices, so a round trip takes at
+least 2 ms plus the router's own time (measured with each run: the table's
+raw round trip; on a loaded 2-core machine about 6 ms).
 
 Writes ``docs/hosts.md``. Run (as root)::
 

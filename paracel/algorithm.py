@@ -302,7 +302,8 @@ class Algorithm:
         return range(self.worker_id, matrix.num_blocks, self.num_workers)
 
     def save_model(self, path, matrices, **attrs):
-        """Write matrices to one HDF5 file (collective; worker 0 writes).
+        """Write matrices to one HDF5 file (collective; worker 0 writes):
+        distributed matrices, or ``(name, array)`` pairs of worker 0's.
 
         ``path`` is relative to the output folder unless absolute (a file
         inside the output folder is replaced by a rerun, see :meth:`open_output`).
@@ -365,11 +366,22 @@ class Algorithm:
             count += 1
         return count
 
-    def load_libsvm(self, files=None, n_features=None, zero_based="auto"):
+    def load_libsvm(self, files=None, n_features=None, zero_based="auto", compact=False):
         """This worker's share of LIBSVM input: ``(labels, csr_matrix)`` whose
-        column count is the global feature count, agreed by all workers."""
+        column count is the global feature count, agreed by all workers; or
+        with ``compact``, ``(labels, csr_matrix, ids)`` over only the
+        features the share uses, column ``j`` being feature ``ids[j]``
+        (uint64, 0-based; ids up to 2**64 - 2, for row tables), with
+        ``n_features`` only a bound; then ``zero_based_`` says whether the
+        files' indices were 0-based (as decided with ``"auto"``)."""
         from paracel.io import libsvm
 
+        if compact:
+            labels, X, ids, skipped, self.zero_based_ = libsvm.load_compact(
+                self._files(files), self.comm, self.worker_id, self.num_workers, n_features,
+                zero_based, skip=self._skip_bad_lines)
+            self.skipped_lines(skipped)
+            return labels, X, ids
         labels, X, skipped = libsvm.load(self._files(files), self.comm, self.worker_id,
                                          self.num_workers, n_features, zero_based,
                                          skip=self._skip_bad_lines)
@@ -470,19 +482,51 @@ class Algorithm:
         if client.cache is not None:
             client.cache.clear()
 
-    def _barrier(self, kind):
+    def allgather(self, values):
+        """Every worker's ``values`` as a ``(num_workers, k)`` float64 array in
+        worker order: a collective call of all workers, each with ``k``
+        numbers (a 1-d array or a number). Waited for without spinning;
+        workers in different collective calls, or with different ``k``, get
+        a clear error instead of a hang."""
+        from paracel.waiting import wait_request
+
+        values = np.ascontiguousarray(values, dtype=np.float64).ravel()
+        self._barrier(watch.GATHER, values.size)
+        every = np.empty((self.num_workers, values.size), dtype=np.float64)
+        wait_request(self.comm.Iallgather(values, every))
+        return every
+
+    def sum_over_workers(self, values):
+        """The sum of every worker's ``values`` (see :meth:`allgather`),
+        added in worker order: the same bits on every worker and in every
+        run, whatever order the workers arrive in."""
+        every = self.allgather(values)
+        total = every[0].copy()
+        for row in every[1:]:
+            total += row
+        return total
+
+    def _barrier(self, kind, size=0):
         """Barrier of all workers that also checks they are all in the same
         collective call (labels exchanged with it; see :mod:`paracel.watch`),
         and ends in a clear error rather than a hang when they cannot all
-        arrive."""
+        arrive. ``size`` is what the call is about to exchange (it must be
+        the same on every worker)."""
         from mpi4py import MPI
 
         watcher = self._runtime.clock.watch
-        mine = np.array(watcher.label(kind, self.clock), dtype=np.int64)
+        label = watcher.label(kind, self.clock)
+        mine = np.array([*label, size], dtype=np.int64)
         every = np.empty((self.num_workers, mine.size), dtype=np.int64)
         request = self.comm.Iallgather(mine, every)
-        watcher.wait(lambda: MPI.Request.Test(request), tuple(mine))
-        watch.check_labels(every, self.worker_id)
+        watcher.wait(lambda: MPI.Request.Test(request), tuple(label))
+        watch.check_labels(every[:, :3], self.worker_id)
+        if (every[:, 3] != size).any():
+            if self.worker_id:
+                raise watch.ReportedElsewhere()
+            raise watch.CollectiveMismatch(
+                f"workers gave {', '.join(str(int(n)) for n in every[:, 3])} numbers to the same "
+                f"{watch.KINDS[kind]} call; every worker must give the same count")
 
     def iter_commit(self):
         """End this worker's clock: flush updates, advance the clock, and wait

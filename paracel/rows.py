@@ -72,23 +72,27 @@ class RowTable:
 
     # -- rows ----------------------------------------------------------------
 
-    def pull(self, ids):
+    def pull(self, ids, columns=None):
         """The rows of ``ids`` (1-d integers, any order, repeats allowed):
-        a ``(len(ids), width)`` array; ids that are not rows (never pushed,
+        a ``(len(ids), width)`` array, or ``(len(ids), len(columns))`` of
+        only the given column numbers (less to send when an algorithm keeps
+        several vectors as columns); ids that are not rows (never pushed,
         or not admitted yet) read as zeros."""
         ids = self._ids(ids)
+        columns = self._columns(columns)
         if self.servers == 1:
-            return self._ask_each("rows_pull", [(0, [ids])])[0][0]
+            return self._ask_each("rows_pull", [(0, [ids])], columns)[0][0]
         groups = group_by_server(ids, self.servers)
         replies = self._ask_each("rows_pull", [(server, [ids[positions]])
-                                               for server, positions in groups])
-        out = np.empty((ids.size, self.width), dtype=self.dtype)
+                                               for server, positions in groups], columns)
+        out = np.empty((ids.size, self.width if columns is None else len(columns)),
+                       dtype=self.dtype)
         flat = _flat(out)
         for server, positions in groups:
             flat[positions] = _flat(replies[server][0])
         return out
 
-    def push(self, ids, deltas, fn="add", params=()):
+    def push(self, ids, deltas, fn="add", params=(), columns=None):
         """Fold ``deltas[i]`` into the row of ``ids[i]`` on its server.
 
         Parameters
@@ -105,6 +109,10 @@ class RowTable:
             registered with :func:`paracel.row_function`.
         params : tuple
             Passed to a row function as it is (numbers, strings, arrays).
+        columns : sequence of int, optional
+            With ``"add"`` and ``"replace"``: the columns the deltas are for
+            (``deltas`` is then ``(len(ids), len(columns))``), the others
+            left as they are -- e.g. one vector of several kept side by side.
 
         Returns
         -------
@@ -113,21 +121,28 @@ class RowTable:
         """
         fn = self._function("row", fn)
         ids = self._ids(ids)
-        deltas = self._deltas(ids, deltas, fn)
+        columns = self._columns(columns)
+        if columns is not None and fn not in rowfns.BUILTIN_ROW:
+            raise UserError(f"row table {self.name!r}: columns are for the built-in add and "
+                            f"replace; row function {fn!r} gets whole rows")
+        deltas = self._deltas(ids, deltas, fn, self.width if columns is None else len(columns))
         params = self._params(params)
+        tail = [] if columns is None else [columns]
         if self.servers == 1:
             return self.client.post("rows_push", [(0, [self.name], fn,
-                                                   [ids, deltas, params])])
+                                                   [ids, deltas, params, *tail])])
         return self.client.post("rows_push", [
-            (server, [self.name], fn, [ids[positions], _take(deltas, positions), params])
+            (server, [self.name], fn, [ids[positions], _take(deltas, positions), params, *tail])
             for server, positions in group_by_server(ids, self.servers)])
 
     # -- the whole table ------------------------------------------------------
 
-    def map(self, fn, params=()):
+    def map(self, fn, params=(), each=False):
         """Run table function ``fn`` on every server's rows (see
         :mod:`paracel.server.rowfns`); the sum of what the servers returned
-        (numbers, or arrays of one shape; ``None`` if they returned nothing).
+        (numbers, or arrays of one shape; ``None`` if they returned nothing),
+        or with ``each`` the list of their results in server order (e.g. to
+        take a maximum).
 
         Not collective: each call runs ``fn`` once on every server, after
         this worker's earlier pushes; ``sync()`` first to see every worker's.
@@ -136,6 +151,8 @@ class RowTable:
         params = self._params(params)
         replies = self._ask_each("rows_map", [(server, [params])
                                               for server in range(self.servers)], fn)
+        if each:
+            return [replies[server][0] for server in range(self.servers)]
         results = [replies[server][0] for server in range(self.servers)
                    if replies[server][0] is not None]
         try:
@@ -151,11 +168,13 @@ class RowTable:
                                    for server in range(self.servers)])
         return sum(count for count, _ in replies.values())
 
-    def items(self):
+    def items(self, columns=None):
         """``(ids, values)``: every row of the table (uint64 ids, in no
-        particular order), e.g. to save a model."""
+        particular order), or only the given ``columns`` of the values,
+        e.g. to save a model."""
         replies = self._ask_each("rows_items", [(server, ())
-                                                for server in range(self.servers)])
+                                                for server in range(self.servers)],
+                                 self._columns(columns))
         parts = [replies[server] for server in range(self.servers)]
         return (np.concatenate([ids for ids, _ in parts]),
                 np.concatenate([values for _, values in parts]))
@@ -168,6 +187,16 @@ class RowTable:
             return rowfns.name_of(kind, fn)
         except UserError as error:
             raise UserError(f"row table {self.name!r}: {error}") from None
+
+    def _columns(self, columns):
+        """``columns`` as a tuple of column numbers of this table (or None)."""
+        if columns is None:
+            return None
+        columns = tuple(int(column) for column in columns)
+        if not columns or any(not 0 <= column < self.width for column in columns):
+            raise UserError(f"row table {self.name!r}: columns {columns!r} are not a "
+                            f"non-empty selection of 0..{self.width - 1}")
+        return columns
 
     def _params(self, params):
         if not isinstance(params, (tuple, list)):
@@ -197,15 +226,16 @@ class RowTable:
                             f"uint64), got dtype {ids.dtype}")
         return np.ascontiguousarray(ids)
 
-    def _deltas(self, ids, deltas, fn):
-        """``deltas`` checked against ``ids`` and ``fn``, as the array to send."""
+    def _deltas(self, ids, deltas, fn, width):
+        """``deltas`` checked against ``ids``, ``fn`` and the ``width`` they
+        are for, as the array to send."""
         deltas = np.asarray(deltas)
         if fn in rowfns.BUILTIN_ROW:
-            if deltas.shape == (ids.size,) and self.width == 1:
+            if deltas.shape == (ids.size,) and width == 1:
                 deltas = deltas.reshape(ids.size, 1)
-            if deltas.shape != (ids.size, self.width):
+            if deltas.shape != (ids.size, width):
                 raise UserError(f"row table {self.name!r}: deltas of shape {deltas.shape} "
-                                f"do not fit {ids.size} ids of width {self.width}")
+                                f"do not fit {ids.size} ids of width {width}")
             if not np.can_cast(deltas.dtype, self.dtype, "same_kind"):
                 raise UserError(f"row table {self.name!r}: {deltas.dtype} deltas do not fit "
                                 f"a table of {self.dtype}")

@@ -104,6 +104,20 @@ def gather_json(comm, value):
     return [json.loads(part.tobytes()) for part in np.split(joined, cuts)]
 
 
+def gather_arrays(comm, array):
+    """Every rank's 1-d float64 ``array`` (any lengths) joined in rank order
+    on rank 0 (else ``None``), with non-blocking collectives."""
+    import numpy as np
+
+    data = np.ascontiguousarray(array, dtype=np.float64).ravel()
+    root = comm.Get_rank() == 0
+    sizes = np.zeros(comm.Get_size(), dtype=np.int64) if root else None
+    wait_request(comm.Igather(np.array([data.size], dtype=np.int64), sizes, root=0))
+    joined = np.empty(int(sizes.sum()), dtype=np.float64) if root else None
+    wait_request(comm.Igatherv(data, [joined, sizes] if root else None, root=0))
+    return joined
+
+
 def bcast_json(comm, value):
     """Rank 0's JSON-able ``value`` on every rank of ``comm`` (the others pass
     anything), with non-blocking collectives."""

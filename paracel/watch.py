@@ -30,12 +30,13 @@ import numpy as np
 from paracel.errors import UserError
 from paracel.waiting import Backoff
 
-RUNNING, SYNC, CLOCK, CHECKPOINT, START, END = range(6)
+RUNNING, SYNC, CLOCK, CHECKPOINT, START, END, GATHER = range(7)
 
 #: What each kind of wait is, in messages.
 KINDS = {SYNC: "sync()", CLOCK: "iter_commit()",
          CHECKPOINT: "the checkpoint barrier", START: "the start of the run",
-         END: "the end of the run (solve() has returned)"}
+         END: "the end of the run (solve() has returned)",
+         GATHER: "allgather() or sum_over_workers()"}
 
 #: Seconds a wait lasts before its label is published (waits shorter than
 #: this cost nothing extra), and between two looks at the others.

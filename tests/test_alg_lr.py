@@ -353,7 +353,7 @@ def test_checkpoints_refused_where_workers_stop_at_their_own_clocks(run_job, tmp
 @pytest.mark.parametrize("params,message", [
     ({"C": 0}, "params.C: must be > 0"),
     ({"learning_rate": 0.0}, "params.learning_rate: must be > 0"),
-    ({"method": "lbfgs"}, "params.method: 'lbfgs' is not allowed"),
+    ({"method": "newton"}, "params.method: 'newton' is not allowed"),
     ({"penalty": "elasticnet"}, "params.penalty: 'elasticnet' is not allowed"),
 ])
 def test_bad_params_exit_2(run_job, tmp_path, datasets, params, message):

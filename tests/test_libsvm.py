@@ -116,7 +116,7 @@ def load_compact_all(path, parts, zero_based="auto"):
     """Every share loaded compactly, each expanded back to global columns."""
     labels, rows = [], []
     for part in range(parts):
-        y, X, ids, _ = libsvm.load_compact([path], None, part, parts, zero_based=zero_based)
+        y, X, ids, *_ = libsvm.load_compact([path], None, part, parts, zero_based=zero_based)
         assert np.all(np.diff(ids.astype(np.float64)) > 0) and X.shape[1] == ids.size
         assert set(np.unique(X.indices)) == set(range(ids.size))    # every column used
         labels.append(y)
@@ -150,14 +150,14 @@ BIG = 2**64 - 2   # the largest index a file may hold
 def test_64_bit_indices_are_exact(tmp_path, text, values):
     path = tmp_path / "big.svm"
     path.write_bytes(text)
-    y, X, ids, _ = libsvm.load_compact([str(path)], None, 0, 1, zero_based=True)
+    y, X, ids, *_ = libsvm.load_compact([str(path)], None, 0, 1, zero_based=True)
     np.testing.assert_array_equal(y, [-1, 1, 0])
     assert ids.dtype == np.uint64
     assert ids.tolist() == [1, 3, 2**53 + 1, BIG]
     np.testing.assert_array_equal(X.toarray(), [[0, values[0], 0, 1], [0, 0, values[1], 0],
                                                 [1, 0, 0, 0]])
     # 1-based: ids one lower
-    _, _, shifted, _ = libsvm.load_compact([str(path)], None, 0, 1, zero_based=False)
+    _, _, shifted, *_ = libsvm.load_compact([str(path)], None, 0, 1, zero_based=False)
     assert shifted.tolist() == [0, 2, 2**53, BIG - 1]
 
 

@@ -78,6 +78,13 @@ CASES = {
                job={"staleness": 0, "processes": 3}),
     # lr's GD on two workers: bitwise (gradients summed in worker order)
     "lr-gd": Case("lr.json", params={"method": "gd", "epochs": 10}, job={"staleness": 0}),
+    # lr's OWL-QN (the conf's l1) on two workers: bitwise (gradients summed in
+    # worker order on the servers, scalars summed in worker order)
+    "lr-lbfgs": Case("lr.json", params={"method": "lbfgs", "epochs": 12},
+                     job={"staleness": 0}),
+    # lr's FTRL on one worker (two apply their pushes in arrival order, as SGD)
+    "lr-ftrl": Case("lr.json", params={"method": "ftrl", "epochs": 2, "batch_size": 100},
+                    job={"staleness": 0, "processes": 3}),
     # mf: an even number of clocks (6 epochs of 5), so the "end" kill resumes
     # from the checkpoint of the last evaluation clock, before its report.
     "mf": Case("mf.json", params={"epochs": 6}),

@@ -21,7 +21,7 @@ from paracel.partition import id_servers, mix64
 from paracel.rows import RowTable, group_by_server
 from paracel.server import checkpoint, idmap, rowfns
 from paracel.server.idmap import IdMap, distinct
-from paracel.server.rowtable import RowShard, check_saved
+from paracel.server.rowtable import COLUMNAR_WIDTH, RowShard, check_saved
 from paracel.server.store import Store
 from rows_algos import EDGES, clip_add
 from rows_reference import ReferenceTable, sorted_items
@@ -426,7 +426,7 @@ class LocalServers:
         if op == "rows_create":
             return store.create_rows(name, *arg), []
         if op == "rows_push":
-            self.errors += store.push_rows(name, arg, *values)
+            self.errors += store.push_rows(name, arg, *values[:3], None, *values[3:])
             return None
         if op == "rows_map":
             result, errors = store.map_rows(name, arg, *values)
@@ -434,15 +434,15 @@ class LocalServers:
             return None, [result]
         shard = store.row_shard(name)
         if op == "rows_pull":
-            return None, [shard.pull(*values)]
+            return None, [shard.pull(*values, None, arg)]
         if op == "rows_size":
             return len(shard), []
-        return None, list(shard.items())
+        return None, list(shard.items(arg))
 
 
 @SETTINGS
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 2), st.lists(PUSH, max_size=8),
-       IDS)
+@given(st.integers(1, 3), st.sampled_from([1, 2, 3, COLUMNAR_WIDTH]), st.integers(0, 2),
+       st.lists(PUSH, max_size=8), IDS)
 def test_row_table_against_the_reference(servers, width, admit, pushes, queries):
     local = LocalServers(servers)
     table, reference = RowTable(local, "t", width, np.float64, admit), \
@@ -455,11 +455,21 @@ def test_row_table_against_the_reference(servers, width, admit, pushes, queries)
         reference.push(np.array(ids, dtype=np.uint64), deltas, fn, clip_add, (5.0,))
     asked = np.array(queries + [0, 2**64 - 1], dtype=np.uint64)
     np.testing.assert_array_equal(table.pull(asked), reference.pull(asked))
+    last = [width - 1, 0]  # any order, repeats allowed
+    np.testing.assert_array_equal(table.pull(asked, columns=last), reference.pull(asked)[:, last])
+    if width > 1 and queries:  # a push into one column leaves the others
+        before = table.pull(asked)
+        table.push(asked, np.ones((asked.size, 1)), "add", columns=[1])
+        after = table.pull(asked)
+        np.testing.assert_array_equal(np.delete(after, 1, axis=1), np.delete(before, 1, axis=1))
+        reference.push(asked, np.eye(width)[[1] * asked.size], "add", clip_add, ())
     ids, values = sorted_items(*table.items())
     np.testing.assert_array_equal(ids, reference.items()[0])
     np.testing.assert_array_equal(values, reference.items()[1])
     assert table.size() == len(reference.rows)
     assert table.map("sum_sq", (0,)) == pytest.approx(float(values[:, 0] @ values[:, 0]))
+    each = table.map("sum_sq", (0,), each=True)
+    assert len(each) == servers and sum(each) == pytest.approx(float(values[:, 0] @ values[:, 0]))
     for server, store in enumerate(local.stores):
         assert (id_servers(store.row_shard("t").map.ids, servers) == server).all()
 
@@ -478,6 +488,29 @@ def test_map_results_that_do_not_add_up_are_one_line():
                                         r"servers: ndarray \(\d+,\), ndarray \(\d+,\)$"):
         table.map(first_column)
     assert table.map("count_positive", (1,)) == 51
+
+
+@pytest.mark.parametrize("width", [2, 9])   # stored by rows, by columns
+def test_layouts_agree(width):
+    table = RowTable(LocalServers(2), "t", width, np.float64, 0)
+    table.create()
+    ids = np.array([5, 2**63, 7, 5], dtype=np.uint64)
+    deltas = np.arange(4 * width, dtype=np.float64).reshape(4, width)
+    table.push(ids, deltas)
+    table.push(ids[:2], deltas[:2, :1] * 10, "replace", columns=[width - 1])
+    expected = np.zeros((3, width))
+    expected[0] = deltas[0] + deltas[3]
+    expected[1], expected[2] = deltas[1], deltas[2]
+    expected[0, -1], expected[1, -1] = 0.0, 10.0 * width
+    np.testing.assert_array_equal(table.pull(ids[:3]), expected)
+
+
+def test_pull_columns_outside_the_table_is_one_line():
+    table = RowTable(LocalServers(1), "t", 2, np.float64, 0)
+    table.create()
+    with pytest.raises(UserError, match=r"^row table 't': columns \(2,\) are not a non-empty "
+                                        r"selection of 0..1$"):
+        table.pull([1], columns=[2])
 
 
 def test_a_push_of_one_number_per_id_fits_a_table_of_width_one():

@@ -52,9 +52,11 @@ def save_matrices(path, matrices, attrs=None):
     ----------
     path : str
         The model file.
-    matrices : sequence of paracel.matrix.DistMatrix
+    matrices : sequence of paracel.matrix.DistMatrix or (str, numpy.ndarray)
         Written as datasets named for each matrix (dense), or as groups with
-        ``data``/``indices``/``indptr`` datasets (sparse).
+        ``data``/``indices``/``indptr`` datasets (sparse); a ``(name,
+        array)`` pair (e.g. a row table's ids and weights) as a dataset of
+        that name.
     attrs : dict, optional
         Extra file attributes (JSON-able scalars and strings).
     """
@@ -65,7 +67,10 @@ def save_matrices(path, matrices, attrs=None):
             for key, value in (attrs or {}).items():
                 handle.attrs[key] = value
             for matrix in matrices:
-                _save_one(handle, matrix)
+                if isinstance(matrix, tuple):
+                    handle.create_dataset(matrix[0], data=matrix[1])
+                else:
+                    _save_one(handle, matrix)
         os.replace(temporary, path)
     finally:
         shutil.rmtree(private, ignore_errors=True)

@@ -313,8 +313,8 @@ def _concat(labels, indptrs, indices, values):
 
 def _zero_based(indices, comm, zero_based, files):
     """The indices 0-based (shifted down for a 1-based file), the base
-    agreed by all workers, and the largest 0-based index of any worker
-    (-1 without features)."""
+    agreed by all workers, the largest 0-based index of any worker (-1
+    without features), and whether the file's indices were 0-based."""
     low = int(indices.min()) if indices.size else MAX_INDEX + 1
     high = int(indices.max()) if indices.size else -1
     if comm is not None:
@@ -325,10 +325,10 @@ def _zero_based(indices, comm, zero_based, files):
     if zero_based == "auto":
         zero_based = low == 0
     if zero_based or high < 0:
-        return indices, high
+        return indices, high, bool(zero_based)
     if low == 0:
         raise DataError(f"{files[0]}...: feature index 0 found but zero_based is false")
-    return indices - np.uint64(1), high - 1
+    return indices - np.uint64(1), high - 1, False
 
 
 def _checked_width(high, n_features, files):
@@ -368,11 +368,13 @@ def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.
     X : scipy.sparse.csr_matrix of shape (n_rows, n_features)
     skipped : int
         Malformed lines dropped from this worker's share (0 unless ``skip``).
+    zero_based : bool
+        Whether the files' indices were 0-based (as decided with ``"auto"``).
     """
     import scipy.sparse
 
     labels, indptr, indices, values, skipped = read_share(files, part, parts, skip)
-    indices, high = _zero_based(indices, comm, zero_based, files)
+    indices, high, _ = _zero_based(indices, comm, zero_based, files)
     width = _checked_width(high, n_features, files)
     if width > 2**62:
         raise DataError(f"{files[0]}...: feature index {high} is too large for a matrix "
@@ -404,17 +406,19 @@ def load_compact(files, comm, part, parts, n_features=None, zero_based="auto",
         The 0-based global ids of the features the share uses, increasing.
     skipped : int
         Malformed lines dropped from this worker's share (0 unless ``skip``).
+    zero_based : bool
+        Whether the files' indices were 0-based (as decided with ``"auto"``).
     """
     import scipy.sparse
 
     labels, indptr, indices, values, skipped = read_share(files, part, parts, skip)
-    indices, high = _zero_based(indices, comm, zero_based, files)
+    indices, high, zero_based = _zero_based(indices, comm, zero_based, files)
     if n_features is not None:
         _checked_width(high, n_features, files)
     ids, columns = compact_columns(indices)
     X = scipy.sparse.csr_matrix((values.astype(dtype), columns, indptr),
                                 shape=(len(labels), ids.size))
-    return labels, X, ids, skipped
+    return labels, X, ids, skipped, zero_based
 
 
 def compact_columns(indices):

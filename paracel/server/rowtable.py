@@ -17,6 +17,14 @@ The values array always has a spare row past the last one, all zeros: a
 pull gathers row -1 (numpy's last row) for an id that is not there, so
 absent ids cost no extra pass.
 
+**Layout.** A narrow table (fewer than :data:`COLUMNAR_WIDTH` numbers a
+row) is stored row by row: a row is gathered or scattered in one copy
+(pulls and pushes of whole rows, row functions). A wide one is stored column
+by column (Fortran order): there the work is on columns -- vectors kept side
+by side, as L-BFGS keeps its history, read and written one or two at a
+time, and whole-column table functions -- which then run at memory speed
+instead of touching a cache line per row per column.
+
 A worker that pushes exactly the ids it pulled last (pull, compute, push:
 the usual step of SGD) does not pay for finding them twice: the shard keeps
 the rows each worker's last pull found until that worker's next push, and
@@ -32,6 +40,9 @@ from paracel.server.idmap import IdMap
 
 #: The table key under which a shard is saved in a checkpoint (with the name).
 SAVED_TAG = "@rows"
+
+#: Tables at least this wide are stored column by column.
+COLUMNAR_WIDTH = 8
 
 _MIN_ROWS = 16
 
@@ -57,9 +68,9 @@ class RowShard:
         self.dtype = np.dtype(dtype)
         self.admit = admit
         self.map = IdMap()
-        self._values = np.zeros((_MIN_ROWS, width), dtype=self.dtype)
+        self._order = "F" if width >= COLUMNAR_WIDTH else "C"
+        self._values = np.zeros((_MIN_ROWS, width), dtype=self.dtype, order=self._order)
         self._counts = np.zeros(_MIN_ROWS, dtype=np.int64)
-        self._flat = _flat(self._values)
         self.waiting = _Waiting() if admit > 1 else None
         self._pulled = {}
 
@@ -93,42 +104,60 @@ class RowShard:
 
     # -- requests ------------------------------------------------------------
 
-    def pull(self, ids, source=None):
+    def pull(self, ids, source=None, columns=None):
         """The rows of ``ids`` (uint64, any order, repeats allowed), zeros
-        for ids that are not rows: ``(len(ids), width)``. The rows found
-        are kept for ``source``'s next push (see the module docstring)."""
+        for ids that are not rows: ``(len(ids), width)``, or only the given
+        ``columns`` (a sequence of column numbers) as ``(len(ids),
+        len(columns))``. The rows found are kept for ``source``'s next push
+        (see the module docstring)."""
         rows = self.map.find(ids)
         self._pulled[source] = (ids, rows)
-        return np.take(self._flat, rows).view(self.dtype).reshape(ids.size, self.width)
+        if columns is None:
+            return self._gather(rows)
+        out = np.empty((ids.size, len(columns)), dtype=self.dtype)
+        for i, column in enumerate(columns):
+            out[:, i] = np.take(self._values[:, column], rows)
+        return out
 
-    def push(self, ids, deltas, fn, params, source=None):
+    def push(self, ids, deltas, fn, params, source=None, columns=None):
         """Fold ``deltas[i]`` into the row of ``ids[i]`` with row function
         ``fn`` (``"add"``, ``"replace"`` or a registered name), creating
-        rows (or counting ids towards admission) as needed."""
-        if fn in rowfns.BUILTIN_ROW and (deltas.shape != (ids.size, self.width)
-                                         or deltas.dtype != self.dtype):
-            raise UserError(f"{fn} needs {self.dtype} deltas of shape ({ids.size}, "
-                            f"{self.width}), got {deltas.dtype} {deltas.shape}")
+        rows (or counting ids towards admission) as needed. The built-in
+        ``add`` and ``replace`` may touch only the given ``columns``."""
+        if fn in rowfns.BUILTIN_ROW:
+            wide = self.width if columns is None else len(columns)
+            if deltas.shape != (ids.size, wide) or deltas.dtype != self.dtype:
+                raise UserError(f"{fn} needs {self.dtype} deltas of shape ({ids.size}, "
+                                f"{wide}), got {deltas.dtype} {deltas.shape}")
         rows = self._pushed_rows(ids, source)
         if self.waiting is not None:
             kept = np.flatnonzero(rows >= 0)
             rows, deltas = rows[kept], deltas[kept]
-        if fn == "add":
-            np.add.at(self._counts, rows, 1)
-            _add_at(self._values, rows, deltas)
-        elif fn == "replace":
-            np.add.at(self._counts, rows, 1)
-            self._flat[rows] = _flat(deltas)
-        else:
+        if fn not in rowfns.BUILTIN_ROW:
             self._apply(rowfns.lookup("row", fn), rows, deltas, params)
+            return
+        np.add.at(self._counts, rows, 1)
+        if columns is None and fn == "add":
+            _add_at(self._values, rows, deltas)
+        elif columns is None:
+            self._scatter(rows, deltas)
+        else:
+            for i, column in enumerate(columns):
+                if fn == "add":
+                    np.add.at(self._values[:, column], rows, deltas[:, i])
+                else:
+                    self._values[rows, column] = deltas[:, i]
 
     def map_values(self, fn, params):
         """Run table function ``fn`` on every row; its result."""
         return rowfns.lookup("table", fn)(self.values, params)
 
-    def items(self):
-        """``(ids, values)`` of every row, in no particular order (views)."""
-        return self.map.ids, self.values
+    def items(self, columns=None):
+        """``(ids, values)`` of every row, in no particular order (views), or
+        only the given ``columns`` of the values (copies)."""
+        if columns is None:
+            return self.map.ids, np.ascontiguousarray(self.values)
+        return self.map.ids, np.ascontiguousarray(self.values[:, list(columns)])
 
     # -- rows of a push -------------------------------------------------------
 
@@ -180,11 +209,25 @@ class RowShard:
         if count < self._counts.size:
             return
         size = max(2 * self._counts.size, count + 1)
-        values = np.zeros((size, self.width), dtype=self.dtype)
+        values = np.zeros((size, self.width), dtype=self.dtype, order=self._order)
         values[:self._counts.size] = self._values
         counts = np.zeros(size, dtype=np.int64)
         counts[:self._counts.size] = self._counts
-        self._values, self._counts, self._flat = values, counts, _flat(values)
+        self._values, self._counts = values, counts
+
+    def _gather(self, rows):
+        """A copy of ``rows`` (row -1: the spare zero row), ``(k, width)``."""
+        if self._order == "C":
+            return np.take(_flat(self._values), rows).view(self.dtype).reshape(
+                rows.size, self.width)
+        return np.ascontiguousarray(self._values.take(rows, axis=0))
+
+    def _scatter(self, rows, block):
+        """Write ``block`` into ``rows``."""
+        if self._order == "C":
+            _flat(self._values)[rows] = _flat(np.ascontiguousarray(block))
+        else:
+            self._values[rows] = block
 
     def _apply(self, fn, rows, deltas, params):
         """Run a registered row function on the pushed rows, each row once
@@ -192,11 +235,11 @@ class RowShard:
         rows, deltas = _combine(self._counts, rows, deltas)
         if not rows.size:  # nothing admitted: the function has nothing to do
             return
-        block = np.take(self._flat, rows).view(self.dtype).reshape(rows.size, self.width)
+        block = self._gather(rows)
         result = fn(block, deltas, params)
         if result is not None:
             block = _checked_rows(fn, result, block)
-        self._flat[rows] = _flat(block)
+        self._scatter(rows, block)
 
     # -- checkpoints ----------------------------------------------------------
 
@@ -204,7 +247,8 @@ class RowShard:
         """The shard as plain arrays, for a checkpoint: ``(admit, ids,
         values, counts, waiting ids, waiting counts)``."""
         waiting = self.waiting.live(self.admit) if self.waiting else _no_waiting()
-        return (self.admit, self.map.ids, self.values, self.counts, *waiting)
+        return (self.admit, self.map.ids, np.ascontiguousarray(self.values), self.counts,
+                *waiting)
 
 
 def restore(name, parts, keep=None):

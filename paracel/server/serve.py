@@ -239,12 +239,13 @@ class Server:
 
     def _rows_pull(self, source, keys, arg, payload):
         (ids,) = self._values(source, payload)
-        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source)])
+        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source, arg)])
 
     def _rows_push(self, source, keys, fn_name, payload):
-        ids, deltas, params = self._values(source, payload)
+        ids, deltas, params, *columns = self._values(source, payload)
         with self._watchdog():
-            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source)
+            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source,
+                                          *columns)
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
 
@@ -260,7 +261,7 @@ class Server:
         self._reply(source, len(self.store.row_shard(keys[0])))
 
     def _rows_items(self, source, keys, arg, payload):
-        self._reply(source, None, list(self.store.row_shard(keys[0]).items()))
+        self._reply(source, None, list(self.store.row_shard(keys[0]).items(arg)))
 
 
 def resident_bytes():

@@ -122,9 +122,9 @@ class Store:
         except KeyError:
             raise UserError(f"no row table {name!r} on this server") from None
 
-    def push_rows(self, name, fn_name, ids, deltas, params, source=None):
+    def push_rows(self, name, fn_name, ids, deltas, params, source=None, columns=None):
         """Fold a push of worker ``source`` into row table ``name`` with row
-        function ``fn_name``.
+        function ``fn_name`` (built-ins: into ``columns`` only, if given).
 
         Returns
         -------
@@ -135,7 +135,7 @@ class Store:
         """
         shard = self.row_shard(name)
         return _guarded(f"row function {fn_name!r}", f"row table {name!r}",
-                        lambda: shard.push(ids, deltas, fn_name, params, source))[1]
+                        lambda: shard.push(ids, deltas, fn_name, params, source, columns))[1]
 
     def map_rows(self, name, fn_name, params):
         """Run table function ``fn_name`` on row table ``name``; returns
