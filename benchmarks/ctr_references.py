@@ -2,7 +2,7 @@
 
 Each reference runs as its own process (so its peak memory is its own):
 
-* ``lbfgs``: scikit-learn ``LogisticRegression(solver="lbfgs", C=C)``;
+* ``lbfgs``: scikit-learn ``LogisticRegression(solver="lbfgs", C=C, tol=tol)``;
 * ``sgd``: scikit-learn ``SGDClassifier(loss="log_loss", alpha=1 / (C n))``,
   one ``partial_fit`` per epoch;
 * ``vw``: Vowpal Wabbit (its Python package runs VW's own C++ driver), logistic
@@ -29,7 +29,7 @@ second), and what the study compares (``n_iter``, ``objective``).
 
 Run (from the project folder; ``study_ctr.py`` does this)::
 
-    .venv/bin/python benchmarks/ctr_references.py {lbfgs,sgd,vw} DATA OUT.json [--C 0.1]
+    .venv/bin/python benchmarks/ctr_references.py {lbfgs,sgd,vw} DATA OUT.json [--C 0.1] [--tol 1e-4]
     .venv/bin/python benchmarks/ctr_references.py compact DATA OUT
 """
 
@@ -183,8 +183,8 @@ class HeldoutTrace:
         return False
 
 
-def lbfgs(data, C, since, out):
-    """``LogisticRegression(lbfgs)`` to convergence; with scikit-learn's
+def lbfgs(data, C, since, out, tol=1e-4):
+    """``LogisticRegression(lbfgs, tol)`` to convergence; with scikit-learn's
     callbacks (1.9+) its held-out curve after every iteration (written to
     ``out`` as it grows, so a run stopped early leaves its curve), else the
     end point only."""
@@ -199,7 +199,7 @@ def lbfgs(data, C, since, out):
                     "train_s": points[-1][0], "examples": X.shape[0],
                     "peak_rss": peak_rss_bytes(), "curve": "every iteration"})
 
-    model = LogisticRegression(C=C, max_iter=1000)
+    model = LogisticRegression(C=C, tol=tol, max_iter=1000)
     start = time.perf_counter()
     trace = HeldoutTrace(X_test, y_test, start, save)
     if hasattr(model, "set_callbacks"):
@@ -209,7 +209,7 @@ def lbfgs(data, C, since, out):
     last = [fit_s, *heldout(y_test, model.decision_function(X_test))]
     points = [[loaded + t, loss, auc] for t, loss, auc in trace.points[:-1] + [last]]
     n_iter = int(model.n_iter_[0])
-    return {"points": points, "train_s": fit_s, "passes": n_iter, "n_iter": n_iter,
+    return {"points": points, "train_s": fit_s, "passes": n_iter, "n_iter": n_iter, "tol": tol,
             "objective": objective(X, y, model.coef_[0], model.intercept_[0], C),
             "curve": "every iteration" if trace.points else "end point only"}
 
@@ -331,14 +331,14 @@ def _dump(path, result):
     os.replace(path + ".tmp", path)
 
 
-def run(kind, folder, C, since, out):
+def run(kind, folder, C, since, out, tol=1e-4):
     """Run reference ``kind`` on ``folder``'s data; write its result to ``out``."""
     if kind == "vw":
         result = vw(folder, C, since)
     else:
         data = load_compacted(folder)
         loaded = time.time() - since
-        fit = lbfgs(data, C, since, out) if kind == "lbfgs" else sgd(data, C, since)
+        fit = lbfgs(data, C, since, out, tol) if kind == "lbfgs" else sgd(data, C, since)
         result = {"load_s": loaded, **fit}
         result["examples"] = int(data[0].shape[0])
         result["features"] = int(data[0].shape[1])
@@ -352,13 +352,15 @@ def main(argv=None):
     parser.add_argument("data", help="a make_clicklog.py folder")
     parser.add_argument("out", help="the JSON result file (compact: the output folder)")
     parser.add_argument("--C", type=float, default=0.1)
+    parser.add_argument("--tol", type=float, default=1e-4,
+                        help="lbfgs: scikit-learn's tol (max |gradient| of the objective over C n)")
     parser.add_argument("--since", type=float, default=None,
                         help="launch time (time.time()) the curve's seconds count from")
     args = parser.parse_args(argv)
     if args.kind == "compact":
         return write_compacted(args.data, args.out)
     since = time.time() if args.since is None else args.since
-    run(args.kind, args.data, args.C, since, args.out)
+    run(args.kind, args.data, args.C, since, args.out, args.tol)
 
 
 if __name__ == "__main__":
