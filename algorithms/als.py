@@ -151,7 +151,8 @@ class ALS(RatingsAlgorithm):
         "iterations": paracel.Param(int, 10, "alternations (user half-step, item "
                                     "half-step) per lambda", low=1),
         "lambdas": paracel.Param(list, [0.05], "lambda values to compare on the validation "
-                                 "split (each > 0); the best one's factors are kept"),
+                                 "split; the best one's factors are kept", min_items=1,
+                                 items=paracel.Param(float, low=0, closed="neither")),
         "center": paracel.Param(bool, True, "fit r - mean (mean training rating) rather "
                                 "than r"),
         "init_scale": paracel.Param(float, 0.1, "item factors start uniform in "
@@ -166,15 +167,9 @@ class ALS(RatingsAlgorithm):
 
     def __init__(self, **params):
         super().__init__(**params)
-        lambdas = self.lambdas
-        if not lambdas or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                  and x > 0 for x in lambdas):
-            raise paracel.ConfigError(f"params.lambdas: expected a non-empty list of numbers "
-                                      f"> 0, got {lambdas!r}")
-        if len(lambdas) > 1 and self.holdout == 0:
+        if len(self.lambdas) > 1 and self.holdout == 0:
             raise paracel.ConfigError("params.holdout: must be > 0 to choose among several "
                                       "lambdas")
-        self.lambdas = [float(x) for x in lambdas]
 
     def predict(self, user_rows, item_rows):
         """``μ + p_u · q_i``."""
@@ -263,7 +258,7 @@ class ALS(RatingsAlgorithm):
         keep them, and copy the factors into ``chosen`` (``user_factors``,
         ``item_factors``) if this λ is the best so far."""
         self.sync()
-        self.sums_ = np.vstack([self.sums_, self.sum_over_workers(("eval", index, it), 4)])
+        self.sums_ = np.vstack([self.sums_, self.sum_of_shares(("eval", index, it), 4)])
         if self.best([self.lambda_result(sums) for sums in self.sums_]) == index:
             pairs = [(source.block_key(b), target.block_key(b))
                      for source, target in zip((P, Q), chosen)
@@ -278,7 +273,7 @@ class ALS(RatingsAlgorithm):
         if self.worker_id == 0:
             index, it, _ = self.position(self.clock - 1)
             self.report(lam=self.lambdas[index], iteration=it + 1,
-                        **self.rmses(self.sum_over_workers(("eval", index, it), 4)))
+                        **self.rmses(self.sum_of_shares(("eval", index, it), 4)))
 
     def lambda_result(self, sums):
         """The metrics of one λ from its final error sums."""

@@ -23,7 +23,7 @@ model lives on the servers.
   candidates per step, the one that lowers the potential most wins). Every
   worker keeps its points' ``D^2`` (squared distance to the nearest chosen
   center). All workers draw the same numbers from one generator seeded by the
-  job's seed; the per-worker ``D^2`` totals (``comm.allgather``) say which
+  job's seed; the per-worker ``D^2`` totals (``allgather``) say which
   worker owns each draw, and that worker picks the point by the cumulative
   sum of its ``D^2``. Owners write the candidate points to the servers
   (``("kmeans.cand", run, step, trial)``), every worker reads them back, and the
@@ -188,7 +188,7 @@ class KMeans(paracel.Algorithm):
 
     def solve(self):
         ids, X = self.load_dense()
-        n_points = int(sum(self.comm.allgather(len(X))))
+        n_points = int(self.sum_over_workers(len(X))[0])
         if n_points < self.k:
             raise UserError(f"kmeans: k={self.k} clusters but only {n_points} points")
         threshold = self.tol * self.mean_variance(X, n_points)
@@ -234,10 +234,6 @@ class KMeans(paracel.Algorithm):
 
     # -- helpers over all workers --------------------------------------------
 
-    def sum_over_workers(self, value):
-        """``value`` summed over the workers, in worker order (reproducible)."""
-        return np.sum(self.comm.allgather(np.asarray(value, dtype=np.float64)), axis=0)
-
     def mean_variance(self, X, n_points):
         """The mean over features of the data's variance (two passes)."""
         mean = self.sum_over_workers(X.sum(axis=0)) / n_points
@@ -281,10 +277,10 @@ class KMeans(paracel.Algorithm):
     def draw_candidates(self, step, X, d2, rng, trials):
         """``trials`` points drawn with probability proportional to ``d2`` over
         all workers; owners put them on the servers, every worker reads them."""
-        weights = np.array(self.comm.allgather(float(d2.sum())))
+        weights = self.allgather(d2.sum())[:, 0]
         if not weights.sum() > 0:  # fewer distinct points than k: draw uniformly
             d2 = np.ones(len(X))
-            weights = np.array(self.comm.allgather(float(len(X))))
+            weights = self.allgather(len(X))[:, 0]
         bounds = np.cumsum(weights)
         draws = rng.random(trials) * bounds[-1]
         owners = np.minimum(np.searchsorted(bounds, draws, side="right"),

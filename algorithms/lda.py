@@ -145,9 +145,10 @@ class LDA(paracel.Algorithm):
     summary = "LDA topic model by collapsed Gibbs sampling (AD-LDA; n_wk, n_k on the servers)"
     parameters = {
         "topics": paracel.Param(int, 10, "number of topics K", low=1),
-        "alpha": paracel.Param(float, 0.1, "document-topic Dirichlet prior (> 0)"),
-        "beta": paracel.Param(float, 0.01, "topic-word Dirichlet prior (> 0; 'eta' in the "
-                              "lda package)"),
+        "alpha": paracel.Param(float, 0.1, "document-topic Dirichlet prior", low=0,
+                               closed="neither"),
+        "beta": paracel.Param(float, 0.01, "topic-word Dirichlet prior ('eta' in the lda "
+                              "package)", low=0, closed="neither"),
         "iterations": paracel.Param(int, 100, "Gibbs sweeps (one clock each)", low=1),
         "chunks": paracel.Param(int, 32, "vectorised sampling steps per sweep", low=1),
         "format": paracel.Param(str, "bow", "input format: 'bow' (doc_id word_id:count ...) "
@@ -160,10 +161,6 @@ class LDA(paracel.Algorithm):
 
     def __init__(self, **params):
         super().__init__(**params)
-        for name in ("alpha", "beta"):
-            if not getattr(self, name) > 0:
-                raise paracel.ConfigError(f"params.{name}: must be > 0, got "
-                                          f"{getattr(self, name)!r}")
         if self.format == "text" and self.vocab_size is not None:
             raise paracel.ConfigError("params.vocab_size: only for format 'bow'; the text "
                                       "vocabulary is the set of tokens")
@@ -176,7 +173,7 @@ class LDA(paracel.Algorithm):
                                     self.num_workers)
         if self.resumed:
             shard.resume(self.restored_["z"], self.restored_["rng"])
-        documents, tokens = self.comm.allreduce(np.array([X.shape[0], shard.z.size]))
+        documents, tokens = self.sum_over_workers([X.shape[0], shard.z.size]).astype(np.int64)
         self.create_model(X.shape[1], shard)
         while self.clock < self.iterations:
             self.clock_sweep(shard, self.clock)
@@ -265,9 +262,10 @@ class LDA(paracel.Algorithm):
         """Whitespace-tokenised lines; the vocabulary is the sorted union of
         every worker's tokens, a document's id its global line number."""
         documents = [line.split() for line in self.load_lines()]
-        first = self.comm.exscan(len(documents)) or 0
         mine = sorted({token for document in documents for token in document})
-        names = np.array(sorted(set().union(*self.comm.allgather(mine))))
+        every = self.allgather_objects((len(documents), mine))
+        first = sum(count for count, _ in every[:self.worker_id])
+        names = np.array(sorted(set().union(*(names for _, names in every))))
         flat = np.array([token for document in documents for token in document], dtype=str)
         indptr = np.cumsum([0] + [len(document) for document in documents])
         X = scipy.sparse.csr_matrix((np.ones(flat.size), np.searchsorted(names, flat), indptr),

@@ -117,6 +117,56 @@ iteration late, so it costs no extra barrier. ``epochs`` bounds the
 iterations; with ``tol`` set, GD stops when ``max |x_new - x| <= tol * max |x|``
 (intercept included) for ``n_iter_no_change`` iterations in a row.
 
+``method: "lbfgs"`` -- L-BFGS for ``l2`` and ``none``, OWL-QN (Andrew and
+Gao, ICML 2007) for ``l1``, in :mod:`lbfgs` (see there). The model is not a
+dense vector but a row table keyed by feature id (``self.rows``): only the
+features that occur take memory, so ids may be hashed into ``2**32`` or be
+any 64-bit number (``n_features`` is then only a bound). The weights, the
+gradient, the direction and the ``memory`` most recent correction pairs
+are columns of that table, spread over the servers with the features; the
+two-loop recursion runs on the dot products among them (vector-free
+L-BFGS), the servers do every vector operation, and the workers exchange
+scalars only. An iteration: each worker pulls the weights and the
+direction of its features once, the line search (strong Wolfe; OWL-QN:
+backtracking along the projected path) costs one exchange of three
+numbers per trial step, each worker pushes its share's gradient into its
+own column, and the servers take the step, sum the gradient columns in
+worker order and compute the new dot products. Iteration ``t`` is clock
+``t``; all collective, so the staleness does not matter; bit-for-bit
+reproducible. It stops when ``max |gradient|`` (OWL-QN: of the
+pseudo-gradient; intercept included) is at most ``tol`` -- scikit-learn's
+``gtol``, on the same objective, so the same ``tol`` means the same stop --
+or when an iteration lowers the objective by less than 64 machine epsilons
+(relative), or after ``epochs`` iterations. With ``admit: k`` only the
+features that occur in at least ``k`` training examples (counted over all
+shares on the servers before training) get a weight; the others are
+dropped from the shares.
+
+``method: "ftrl"`` -- FTRL-Proximal (McMahan et al., KDD 2013), in
+:mod:`ftrl`: per-coordinate learning rates ``alpha / (beta + sqrt(n_j))``
+(``alpha`` is ``learning_rate``, default 0.5; ``beta = 1``), L1 and L2, each
+feature's ``z``, ``n`` and weight on the servers, updated there by a row
+function so concurrent workers never overwrite each other. Mini-batches as
+in SGD (every worker the same number a pass, one clock each, under SSP);
+a batch pulls the weights of its features and pushes its summed gradient.
+The penalty after ``e`` passes is ``e / C`` times ``r`` (FTRL's regulariser
+against the losses summed over the examples seen: the batch objective
+``F``). ``epochs`` passes exactly (no ``tol``). With ``admit: k`` a feature
+becomes a row only with the ``k``-th mini-batch that contains it (counted
+on its server); before, it reads as weight 0 and its gradients are dropped.
+
+Held-out data and saved models
+------------------------------
+With ``test`` (a LIBSVM file, indices read with the training input's base)
+every worker scores its share of it with the current model after every
+epoch (gd, lbfgs: iteration; sgd: the end only) and at the end:
+``test_log_loss``, ``test_auc`` (exact: every worker's margins gathered on
+worker 0, ties counted one half, as ``roc_auc_score``) and
+``test_accuracy``, in the clock's history and in ``metrics.json``.
+``epochs: 0`` trains nothing: it applies ``init_model`` (a model keyed by
+id, or a dense ``w``) to the input -- predictions with ``predict``, the
+held-out scores of ``test``; labels of the input may then be placeholders.
+
 Checkpoints and resume
 ----------------------
 A worker's state (:meth:`LogisticRegression.state`) is its loop's progress.
@@ -148,17 +198,24 @@ of a 1-based file).
 
 Output: ``OUTPUT/model.h5`` (datasets ``w``, shape ``(n_features,)``, and
 ``intercept``, shape ``(1,)``, with the parameters as attributes; a job can
-start from it with ``init_model``), ``OUTPUT/w_<worker>`` (``column\\tweight``
-lines for the worker's blocks of ``w``, every column exactly once over all
-workers), and with ``predict`` ``OUTPUT/pred_<worker>`` (``row\\tlabel\\t
+start from it with ``init_model``; lbfgs and ftrl write ``ids`` (uint64,
+increasing, 0-based feature ids), ``w`` (their weights, every feature that
+has a row) and ``intercept``, and the attribute ``zero_based``: whether the
+input's indices were 0-based, ``ids`` being one less than a 1-based
+file's), for sgd and gd ``OUTPUT/w_<worker>`` (``column\\tweight`` lines for
+the worker's blocks of ``w``, every column exactly once over all workers),
+and with ``predict`` ``OUTPUT/pred_<worker>`` (``row\\tlabel\\t
 probability`` for the worker's share, rows numbered from 0 in input order).
 
 Metrics (``metrics.json``): ``log_loss`` (mean over the training data),
 ``accuracy`` (threshold 0.5), ``objective`` (``F`` above), ``nonzeros``
 (non-zero weights), ``intercept``, ``epochs`` (run), ``converged``,
-``examples``, ``features``, ``learning_rate``; each clock reports ``loss``
-(SGD: mean batch log-loss of worker 0 in the current epoch so far; GD: the
-mean log-loss at the point where the gradient was taken). With SGD every
+``examples``, ``features`` (lbfgs, ftrl: features with a weight; with
+``admit`` in lbfgs also ``features_seen``), ``learning_rate`` (sgd, gd),
+and with ``test`` the held-out scores; each clock reports ``loss`` (SGD,
+FTRL: mean batch log-loss of worker 0 in the current epoch so far; GD: the
+mean log-loss at the point where the gradient was taken; lbfgs reports
+``objective`` and ``gradient``, the largest gradient component). With SGD every
 worker also traces ``batch_loss`` (its batch's mean log-loss before the
 step) in its ``worker_history``, and with ``trace_every: k`` every ``k``
 clocks ``share_loss`` (its share's summed log-loss under the current model,

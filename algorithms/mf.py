@@ -312,9 +312,9 @@ class RatingsAlgorithm(paracel.Algorithm):
         """Sum of every worker's ``values`` (collective, exact at any staleness)."""
         self.write((self.prefix, *name, self.worker_id), np.asarray(values, dtype=np.float64))
         self.sync()
-        return self.sum_over_workers(name, len(values))
+        return self.sum_of_shares(name, len(values))
 
-    def sum_over_workers(self, name, size):
+    def sum_of_shares(self, name, size):
         """Sum of the workers' ``(prefix, *name, worker)`` arrays, in worker
         order (deterministic); a worker that has not written yet counts zero."""
         keys = [(self.prefix, *name, w) for w in range(self.num_workers)]
@@ -353,7 +353,7 @@ class RatingsAlgorithm(paracel.Algorithm):
         hence after that clock's checkpoint: a job resumed from it calls
         this again."""
         if self.worker_id == 0:
-            self.report(**labels, **self.rmses(self.sum_over_workers(("eval", *step), 4)))
+            self.report(**labels, **self.rmses(self.sum_of_shares(("eval", *step), 4)))
 
     def final_evaluation(self, P, Q, train, heldout, name):
         """The exact metrics of the model on the servers (collective)."""
@@ -434,7 +434,7 @@ class MatrixFactorization(RatingsAlgorithm):
         if self.clock == 0:  # a resumed job finds the sums in the tables
             total, count = self.worker_total(("mean",), [train.rating.sum(), train.size])
         else:
-            total, count = self.sum_over_workers(("mean",), 2)
+            total, count = self.sum_of_shares(("mean",), 2)
         return total / count if count else 0.0
 
     def factors(self, name, rows):

@@ -184,7 +184,7 @@ class PageRank(paracel.Algorithm):
         x, iterations, converged = self.iterate(share, n)
         self.dump("rank_", zip(graph.src_ids[own].tolist(), x[share.mine].tolist()))
         self.sync()  # every L1 change is now complete, whatever the staleness
-        edges, dangling = self.comm.allreduce(np.array([share.edges, share.dangling.sum()]))
+        edges, dangling = self.sum_over_workers([share.edges, share.dangling.sum()])
         return {"iterations": iterations, "delta": float(self.summed(l1_key(iterations))),
                 "converged": converged, "nodes": n, "edges": int(edges),
                 "dangling": int(dangling)}

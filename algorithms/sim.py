@@ -86,7 +86,7 @@ class CosineSimilarity(paracel.Algorithm):
         scores, neighbours = self.top_neighbours(mine, first, items)
         self.dump("sim_", _lines(ids, first, scores, neighbours))
         top1 = scores[:, 0][np.isfinite(scores[:, 0])] if scores.size else np.zeros(0)
-        total, count = np.sum(self.comm.allgather([top1.sum(), top1.size]), axis=0)
+        total, count = self.sum_over_workers([top1.sum(), top1.size])
         return {"items": len(ids), "features": items.shape[1], "topk": self.topk,
                 "mean_top1": float(total / max(count, 1)), "blocks": items.num_blocks}
 
@@ -110,7 +110,7 @@ class CosineSimilarity(paracel.Algorithm):
     def load_dense_items(self):
         """This worker's item vectors (dense rows), first index, all item ids."""
         ids, X = self.load_dense()
-        every = self.comm.allgather(ids)
+        every = self.allgather_objects(ids)
         first = sum(len(part) for part in every[:self.worker_id])
         return X, first, np.array([name for part in every for name in part], dtype=str)
 

@@ -47,7 +47,7 @@ class WordCount(paracel.Algorithm):
             self.iter_commit()
         mine = self.owned_counts(counts)
         self.dump("wc_", sorted(mine.items()))
-        parts = self.comm.gather((_top(mine, self.topk), len(mine), sum(mine.values())), root=0)
+        parts = self.allgather_objects((_top(mine, self.topk), len(mine), sum(mine.values())))
         if self.worker_id != 0:
             return {}
         best = _top(dict(pair for top, _, _ in parts for pair in top), self.topk)

@@ -31,6 +31,10 @@ import numpy as np
 
 from paracel import config, mpiexec, watch
 
+#: When this process started (its first import of the project): the job's
+#: wall time in metrics.json counts from here (launch, load, solve, write).
+STARTED = time.time()
+
 _NO_DEFAULT = object()
 
 
@@ -496,6 +500,15 @@ class Algorithm:
         wait_request(self.comm.Iallgather(values, every))
         return every
 
+    def allgather_objects(self, value):
+        """Every worker's picklable ``value`` (ids, names, small lists), as a
+        list in worker order: a collective call of all workers, waited for
+        without spinning and checked like :meth:`allgather`."""
+        from paracel.waiting import allgather_objects
+
+        self._barrier(watch.GATHER)
+        return allgather_objects(self.comm, value)
+
     def sum_over_workers(self, values):
         """The sum of every worker's ``values`` (see :meth:`allgather`),
         added in worker order: the same bits on every worker and in every
@@ -702,6 +715,8 @@ class Algorithm:
             "metrics": _plain(self.metrics_),
             "skipped_lines": int(every[:, 3].sum()),
             "timings": {
+                "wall_seconds": round(time.time() - STARTED, 3),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(STARTED)),
                 "solve_seconds": float(every[:, 0].max()),
                 "per_worker_solve_seconds": every[:, 0].tolist(),
                 "per_worker_clock_wait_seconds": every[:, 1].tolist(),

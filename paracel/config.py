@@ -40,7 +40,16 @@ class Param:
     choices : tuple, optional
         The only allowed values.
     low, high : float, optional
-        Inclusive bounds for numbers.
+        Bounds for numbers, inclusive unless ``closed`` says otherwise.
+    closed : {"both", "left", "right", "neither"}
+        Which of ``low`` and ``high`` a value may equal (as scikit-learn's
+        ``Interval``): ``Param(float, 1.0, low=0, closed="neither")`` is
+        "> 0".
+    items : Param, optional
+        For a list: what every element must be (``min_items`` of them at
+        least).
+    min_items : int
+        For a list: the fewest elements.
     nullable : bool
         Whether ``null`` is allowed.
     path : bool
@@ -54,6 +63,9 @@ class Param:
     choices: tuple = None
     low: float = None
     high: float = None
+    closed: str = "both"
+    items: Any = None
+    min_items: int = 0
     nullable: bool = False
     path: bool = False
 
@@ -77,22 +89,42 @@ class Param:
         if self.choices is not None and value not in self.choices:
             raise ConfigError(f"{where}: {value!r} is not allowed; choose one of "
                               f"{', '.join(map(repr, self.choices))}")
-        if self.low is not None and value < self.low:
-            raise ConfigError(f"{where}: {value!r} is below the minimum {self.low}")
-        if self.high is not None and value > self.high:
-            raise ConfigError(f"{where}: {value!r} is above the maximum {self.high}")
+        self._check_bounds(where, value)
+        if self.items is not None:
+            if len(value) < self.min_items:
+                raise ConfigError(f"{where}: expected at least {self.min_items} element(s), "
+                                  f"got {value!r}")
+            value = [self.items.check(f"{where}[{i}]", item) for i, item in enumerate(value)]
         return float(value) if self.type is float else value
+
+    def _check_bounds(self, where, value):
+        """Raise unless ``value`` is within ``low`` and ``high``."""
+        low_open, high_open = self.closed in ("right", "neither"), self.closed in ("left",
+                                                                                  "neither")
+        if self.low is not None and (value < self.low or (low_open and value == self.low)):
+            if low_open:
+                raise ConfigError(f"{where}: must be > {self.low}, got {value!r}")
+            raise ConfigError(f"{where}: {value!r} is below the minimum {self.low}")
+        if self.high is not None and (value > self.high or (high_open and value == self.high)):
+            if high_open:
+                raise ConfigError(f"{where}: must be < {self.high}, got {value!r}")
+            raise ConfigError(f"{where}: {value!r} is above the maximum {self.high}")
 
     def describe_type(self):
         """The type in words, e.g. ``float >= 0 or null``."""
         types = self.type if isinstance(self.type, tuple) else (self.type,)
         text = " or ".join(t.__name__ for t in types)
+        left, right = ("[", "]") if self.closed == "both" else (
+            "(" if self.closed in ("right", "neither") else "[",
+            ")" if self.closed in ("left", "neither") else "]")
         if self.low is not None and self.high is not None:
-            text += f" in [{self.low}, {self.high}]"
+            text += f" in {left}{self.low}, {self.high}{right}"
         elif self.low is not None:
-            text += f" >= {self.low}"
+            text += f" {'>' if left == '(' else '>='} {self.low}"
         elif self.high is not None:
-            text += f" <= {self.high}"
+            text += f" {'<' if right == ')' else '<='} {self.high}"
+        if self.items is not None:
+            text += f" of {self.items.describe_type()}"
         return text + (" or null" if self.nullable else "")
 
 
@@ -289,7 +321,7 @@ def check_params(params, schema, where="params"):
 
 def resolve_param_paths(params, schema, base):
     """``params`` with every relative path parameter joined to ``base``."""
-    return {name: os.path.normpath(os.path.join(base, value))
+    return {name: resolve_path(value, base)
             if name in schema and schema[name].path and isinstance(value, str) else value
             for name, value in params.items()}
 
@@ -376,16 +408,19 @@ def _resolve_paths(raw, base):
     raw = dict(raw)
     checkpoint = raw.get("checkpoint")
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("dir"), str):
-        raw["checkpoint"] = {**checkpoint,
-                             "dir": os.path.normpath(os.path.join(base, checkpoint["dir"]))}
+        raw["checkpoint"] = {**checkpoint, "dir": resolve_path(checkpoint["dir"], base)}
     for key in ("input", "output"):
         value = raw.get(key)
         if isinstance(value, str):
-            raw[key] = os.path.normpath(os.path.join(base, value))
+            raw[key] = resolve_path(value, base)
         elif isinstance(value, list):
-            raw[key] = [os.path.normpath(os.path.join(base, v)) if isinstance(v, str) else v
-                        for v in value]
+            raw[key] = [resolve_path(v, base) if isinstance(v, str) else v for v in value]
     return raw
+
+
+def resolve_path(value, base):
+    """``value`` with ``~`` expanded, relative to ``base`` unless absolute."""
+    return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
 def _apply(raw, dotted, value):

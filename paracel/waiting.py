@@ -118,6 +118,22 @@ def gather_arrays(comm, array):
     return joined
 
 
+def allgather_objects(comm, value):
+    """Every rank's picklable ``value``, in rank order, on every rank: sizes
+    and pickles exchanged with non-blocking collectives (no rank spins)."""
+    import pickle
+
+    import numpy as np
+
+    data = np.frombuffer(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+    sizes = np.zeros(comm.Get_size(), dtype=np.int64)
+    wait_request(comm.Iallgather(np.array([data.size], dtype=np.int64), sizes))
+    joined = np.empty(int(sizes.sum()), dtype=np.uint8)
+    wait_request(comm.Iallgatherv(data, [joined, sizes]))
+    cuts = np.cumsum(sizes)[:-1]
+    return [pickle.loads(part.tobytes()) for part in np.split(joined, cuts)]
+
+
 def bcast_json(comm, value):
     """Rank 0's JSON-able ``value`` on every rank of ``comm`` (the others pass
     anything), with non-blocking collectives."""

@@ -83,4 +83,4 @@ def test_bad_lambdas_are_a_user_error(tmp_path, ratings):
     code, stderr = launch(tmp_path, {"algorithm": ALGORITHM, "processes": 2,
                                      "input": ratings[0], "params": {"lambdas": [0.1, -1]}})
     assert code == 2
-    assert "params.lambdas: expected a non-empty list of numbers > 0" in stderr
+    assert "params.lambdas[1]: must be > 0, got -1" in stderr

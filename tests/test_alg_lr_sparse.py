@@ -112,6 +112,10 @@ def test_hashed_64_bit_ids_give_the_dense_answer(run_job, tmp_path, datasets):
     assert attrs["zero_based"] and ids.dtype == np.uint64
     used = np.unique(X.indices)
     assert set(ids.tolist()) == set(names[used].tolist())
+    # the servers hold a row per feature that occurs, nothing for the id space
+    tables = [stats["row_tables"]["lr.lbfgs"] for stats in result.metrics["server_stats"]]
+    assert sum(table["rows"] for table in tables) == used.size
+    assert sum(table["nbytes"] for table in tables) < 64 * used.size * 8 + 2**20
     np.testing.assert_allclose(w[np.searchsorted(ids, names[used])], ref["w"][used], atol=1e-4)
     assert b == pytest.approx(ref["b"], abs=1e-4)
 
@@ -134,6 +138,8 @@ def test_heldout_metrics_and_predictions_are_sklearns(run_job, tmp_path, dataset
     assert metrics["test_log_loss"] == pytest.approx(log_loss(yt, probability), rel=1e-9)
     assert metrics["test_auc"] == pytest.approx(roc_auc_score(yt, probability), rel=1e-9)
     assert metrics["test_accuracy"] == pytest.approx(model.score(Xt, yt), rel=1e-9)
+    timings = result.metrics["timings"]
+    assert timings["wall_seconds"] >= timings["solve_seconds"] > 0
     history = [entry for entry in result.metrics["history"] if "test_log_loss" in entry]
     assert len(history) >= metrics["epochs"]               # one per iteration
     assert history[-1]["test_log_loss"] == pytest.approx(metrics["test_log_loss"])

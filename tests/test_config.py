@@ -223,6 +223,21 @@ def test_relative_input_is_resolved_against_job_folder(tmp_path, monkeypatch):
     assert job.output == str(jobs / "out")
 
 
+def test_home_folder_paths_are_expanded(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "train.txt").write_text("1\n")
+    monkeypatch.setenv("HOME", str(home))
+    job = config.load(_write_job(tmp_path, {"algorithm": "lr", "input": "~/data/train.txt",
+                                            "output": "~/out",
+                                            "checkpoint": {"dir": "~/ckpt"}}))
+    assert job.input == str(home / "data" / "train.txt") and job.output == str(home / "out")
+    assert job.checkpoint["dir"] == str(home / "ckpt")
+    params = config.resolve_param_paths({"init_model": "~/m.h5"},
+                                        {"init_model": config.Param(str, path=True)}, "/x")
+    assert params == {"init_model": str(home / "m.h5")}
+
+
 def test_override_paths_are_resolved_against_cwd(tmp_path, monkeypatch):
     jobs, cwd = tmp_path / "jobs", tmp_path / "cwd"
     jobs.mkdir()
@@ -345,6 +360,28 @@ def test_check_params_choices():
 def test_check_params_bounds(name, value, fragment):
     message = _error(check_params, {"k": 2, name: value}, ALGO)
     assert f"params.{name}" in message and fragment in message
+
+
+#: Open bounds and list elements, declared (scikit-learn's ``Interval`` style).
+BOUNDED = {"rate": Param(float, 0.5, low=0, high=1, closed="neither"),
+           "sizes": Param(list, [1], items=Param(int, low=1), min_items=1)}
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("rate", 0.0, "params.rate: must be > 0, got 0.0"),
+    ("rate", 1.0, "params.rate: must be < 1, got 1.0"),
+    ("sizes", [], "params.sizes: expected at least 1 element(s), got []"),
+    ("sizes", [2, 0], "params.sizes[1]: 0 is below the minimum 1"),
+    ("sizes", [2, "x"], "params.sizes[1]: expected int >= 1, got str 'x'"),
+])
+def test_open_bounds_and_list_elements(name, value, message):
+    assert _error(check_params, {name: value}, BOUNDED) == message
+
+
+def test_open_bounds_and_list_elements_in_words():
+    assert BOUNDED["rate"].describe_type() == "float in (0, 1)"
+    assert BOUNDED["sizes"].describe_type() == "list of int >= 1"
+    assert check_params({"rate": 1e-9, "sizes": [3]}, BOUNDED) == {"rate": 1e-9, "sizes": [3]}
 
 
 def test_check_params_bounds_are_inclusive():

@@ -12,6 +12,7 @@ import random
 import pytest
 
 from paracel.errors import DataError
+from paracel.io import lines
 from paracel.io.lines import byte_ranges, iter_lines, line_number
 
 PARTS = [1, 2, 3, 7]
@@ -226,3 +227,19 @@ def test_an_overlong_line_is_refused_naming_file_and_line(tmp_path, monkeypatch)
     path = _write(tmp_path, "long.txt", "short\n" + "x" * (3 << 20) + "\nshort\n")
     with pytest.raises(DataError, match=r"long.txt:2: the line is longer than 1 MiB"):
         _union([path], 1)
+
+
+@pytest.mark.parametrize("kind,opener", [("gzip", "gzip"), ("bzip2", "bz2"), ("xz", "lzma")])
+def test_compressed_input_is_refused_naming_the_file(tmp_path, kind, opener):
+    import importlib
+
+    path = tmp_path / f"data.{kind}"
+    with importlib.import_module(opener).open(path, "wb") as handle:
+        handle.write(b"1 1:1\n" * 100)
+    with pytest.raises(DataError, match=rf"data\.{kind}: {kind}-compressed input; .*"
+                                        "decompress it first"):
+        list(lines.iter_lines([str(path)], 0, 1))
+
+
+def test_text_that_starts_like_a_magic_number_is_read():
+    assert lines.compression(b"BZh is a word\n") is None

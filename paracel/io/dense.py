@@ -11,6 +11,7 @@ import numpy as np
 
 from paracel.errors import DataError
 from paracel.io.lines import iter_lines, line_number
+from paracel.waiting import allgather_objects
 
 SEPARATOR = re.compile(r"[,\s]+")
 
@@ -79,7 +80,7 @@ def _agree(comm, width, files):
     """The feature count every worker saw (``None`` for a worker with no lines)."""
     if comm is None:
         return width
-    widths = {w for w in comm.allgather(width) if w is not None}
+    widths = {w for w in allgather_objects(comm, width) if w is not None}
     if len(widths) > 1:
         raise DataError(f"{', '.join(files)}: lines have different numbers of features "
                         f"across the input: {sorted(widths)}")

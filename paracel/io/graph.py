@@ -43,6 +43,7 @@ import numpy as np
 
 from paracel.errors import DataError
 from paracel.io.lines import iter_lines, line_number
+from paracel.waiting import allgather_objects, wait_request
 
 PARTITIONS = ("fmap", "smap", "fsmap")
 ON_ERROR = ("raise", "skip")
@@ -340,7 +341,7 @@ def _layout(allowed, names):
 
 def _allgather(comm, value):
     """Every worker's ``value``, in rank order (just ``[value]`` without MPI)."""
-    return [value] if comm is None else comm.allgather(value)
+    return [value] if comm is None else allgather_objects(comm, value)
 
 
 def _agree_field_count(summaries, allowed):
@@ -415,14 +416,15 @@ def _shuffle(comm, parts, targets, arrays):
     order = np.argsort(targets, kind="stable")
     send_counts = np.bincount(targets, minlength=parts).astype(np.int64)
     recv_counts = np.empty(parts, dtype=np.int64)
-    comm.Alltoall(send_counts, recv_counts)
+    wait_request(comm.Ialltoall(send_counts, recv_counts))
     send_displs = np.concatenate([[0], np.cumsum(send_counts)[:-1]])
     recv_displs = np.concatenate([[0], np.cumsum(recv_counts)[:-1]])
     received = []
     for array in arrays:
         datatype = MPI.INT64_T if array.dtype == np.int64 else MPI.DOUBLE
         out = np.empty(int(recv_counts.sum()), dtype=array.dtype)
-        comm.Alltoallv([np.ascontiguousarray(array[order]), (send_counts, send_displs), datatype],
-                       [out, (recv_counts, recv_displs), datatype])
+        wait_request(comm.Ialltoallv(
+            [np.ascontiguousarray(array[order]), (send_counts, send_displs), datatype],
+            [out, (recv_counts, recv_displs), datatype]))
         received.append(out)
     return tuple(received)

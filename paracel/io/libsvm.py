@@ -13,7 +13,7 @@ ids) up to ``2**64 - 2``; ``2**64 - 1`` is refused (it marks the intercept
 in models keyed by id). Two ways to load a share:
 
 * :func:`load` -- a CSR matrix over all features, its width agreed across
-  workers with one ``allreduce`` (as scikit-learn's ``load_svmlight_file``);
+  workers with one exchange (as scikit-learn's ``load_svmlight_file``);
 * :func:`load_compact` -- a CSR matrix over only the features the share
   uses, renumbered ``0 .. k - 1``, with their global ids: what a model keyed
   by id (a row table) needs, whatever the size of the id space.
@@ -318,10 +318,10 @@ def _zero_based(indices, comm, zero_based, files):
     low = int(indices.min()) if indices.size else MAX_INDEX + 1
     high = int(indices.max()) if indices.size else -1
     if comm is not None:
-        from mpi4py import MPI
+        from paracel.waiting import allgather_objects
 
-        low = comm.allreduce(low, op=MPI.MIN)
-        high = comm.allreduce(high, op=MPI.MAX)
+        every = allgather_objects(comm, (low, high))
+        low, high = min(pair[0] for pair in every), max(pair[1] for pair in every)
     if zero_based == "auto":
         zero_based = low == 0
     if zero_based or high < 0:

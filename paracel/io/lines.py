@@ -43,14 +43,35 @@ def file_size(path):
 
 def open_agreed(path):
     """Open ``path`` for binary reading; a file now shorter than its agreed
-    size is a DataError (its lines would be lost)."""
+    size, or a compressed one, is a DataError (its lines would be lost, or
+    read as garbage)."""
     handle = open(path, "rb")
     size, now = file_size(path), os.fstat(handle.fileno()).st_size
     if now < size:
         handle.close()
         raise DataError(f"{path}: the file shrank from {size} to {now} bytes while the "
                         "job was reading it")
+    kind = compression(handle.read(10))
+    handle.seek(0)
+    if kind is not None:
+        handle.close()
+        raise DataError(f"{path}: {kind}-compressed input; shares are cut by byte ranges of "
+                        f"plain text, so decompress it first")
     return handle
+
+
+#: Leading bytes of compressed files (none of them plain text), and what they are.
+MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+         b"PK\x03\x04": "zip"}
+
+
+def compression(head):
+    """The compression whose magic bytes start ``head``, or ``None``. bzip2
+    is known by "BZh", the block size digit and its first block's magic."""
+    if len(head) >= 10 and head[:3] == b"BZh" and head[3:4].isdigit() and \
+            head[4:10] == b"1AY&SY":
+        return "bzip2"
+    return next((kind for magic, kind in MAGIC.items() if head.startswith(magic)), None)
 
 
 def byte_ranges(files, parts):
