@@ -770,6 +770,10 @@ def plot(entries, target, path):
 def notes(meta, settings, extra):
     """The page's explanations (Markdown paragraphs)."""
     s = meta["settings"]
+
+    def chosen(method, key):
+        return {**METHOD_PARAMS[method], **settings.overrides.get(method, {})}.get(key)
+
     return [
         f"Data: `make_clicklog.py` with {s['rows']:,} rows x {s['per_row']} binary features "
         f"(Zipf {s['zipf']} over {s['vocabulary']:,} raw features hashed into ids below "
@@ -808,8 +812,13 @@ def notes(meta, settings, extra):
         "at the time it was written (end point only). "
         f"lbfgs stops, in lr and in scikit-learn alike, when max |gradient| of the "
         f"objective over `C n` is ≤ tol = {TOL:g} or an iteration lowers it by less than "
-        "64 machine epsilons (relatively), or after 200 (lr) / 1000 (scikit-learn) "
-        "iterations. Examples/s: passes x training rows / training time (load excluded; lr: "
+        f"64 machine epsilons (relatively), or after {chosen('lbfgs', 'epochs')} (lr) / "
+        f"1000 (scikit-learn) iterations. lr's other settings: ftrl "
+        f"{chosen('ftrl', 'epochs')} passes, batch {chosen('ftrl', 'batch_size') or 1024}, "
+        f"alpha {chosen('ftrl', 'learning_rate') or 0.5} (lr's defaults), staleness "
+        f"{STALENESS['ftrl']}; sgd {chosen('sgd', 'epochs')} epoch(s), batch "
+        f"{chosen('sgd', 'batch_size')}, staleness {STALENESS['sgd']}; gd "
+        f"{chosen('gd', 'epochs')} iterations. Examples/s: passes x training rows / training time (load excluded; lr: "
         "from worker 0's first to last clock), per worker.",
         f"**Memory**: every process's peak RSS (`VmHWM`) is polled from `/proc` every "
         f"{POLL_SECONDS} s (the reference reports its own at the end). Every run has a "
@@ -857,6 +866,8 @@ def parse_args():
     parser.add_argument("--methods", help="comma-separated lr methods (default: all)")
     parser.add_argument("--configs", default=",".join(f"{w}x{s}" for w, s in CONFIGS),
                         help="comma-separated WORKERSxSERVERS of the lr runs (default %(default)s)")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the working folder (jobs' outputs, logs, metrics.json)")
     parser.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=JSON",
                         help="override an lr parameter, e.g. sgd.batch_size=512")
     args = parser.parse_args()
@@ -924,8 +935,13 @@ def main():
     meter = LoadMeter()
     extra = []
     os.makedirs(args.data_root, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="run-", dir=args.data_root) as work:
+    if args.keep:                    # every job's folder, log and metrics.json stay
+        work = tempfile.mkdtemp(prefix="run-", dir=args.data_root)
+        print(f"working folder (kept): {work}", flush=True)
         entries, settings, meta = run_all(args, work, extra)
+    else:
+        with tempfile.TemporaryDirectory(prefix="run-", dir=args.data_root) as work:
+            entries, settings, meta = run_all(args, work, extra)
     wall = time.perf_counter() - meter.started
     load = meter.line()
     target = quality_target(entries, extra)
