@@ -124,7 +124,7 @@ def markdown_table(header, rows):
     return "\n".join(lines)
 
 
-def write_study(name, title, command, sections, load_line):
+def write_study(name, title, command, sections, load_line, notes=()):
     """Write ``docs/<name>.md``: a title, the command that made it, tables.
 
     Parameters
@@ -139,6 +139,8 @@ def write_study(name, title, command, sections, load_line):
         ``(caption, header, rows)`` per table.
     load_line : str
         How busy the machine was (:func:`other_load_line`).
+    notes : sequence of str
+        Markdown paragraphs placed between the load line and the tables.
 
     Returns
     -------
@@ -147,6 +149,8 @@ def write_study(name, title, command, sections, load_line):
     """
     os.makedirs(DOCS, exist_ok=True)
     parts = [f"# {title}", "", f"Made by `{command}`.", "", load_line, ""]
+    for note in notes:
+        parts += [note, ""]
     for caption, header, rows in sections:
         parts += [f"**{caption}**", "", markdown_table(header, rows), ""]
     if os.path.exists(os.path.join(DOCS, f"{name}.png")):
