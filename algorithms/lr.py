@@ -216,7 +216,8 @@ Held-out data and saved models
 ------------------------------
 With ``test`` (a LIBSVM file, indices read with the training input's base)
 every worker scores its share of it with the current model after every
-epoch (gd, lbfgs: iteration; sgd: the end only) and at the end:
+iteration (lbfgs, gd) or pass (ftrl), and at the end (every method; sgd's
+workers make different numbers of passes, so only there):
 ``test_log_loss``, ``test_auc`` (exact: every worker's margins gathered on
 worker 0, ties counted one half, as ``roc_auc_score``) and
 ``test_accuracy``, in the clock's history and in ``metrics.json``.
@@ -430,9 +431,10 @@ class LogisticRegression(paracel.Algorithm):
         "lr_decay": paracel.Param(float, 0.05, "sgd: decay rate of the schedule, per epoch",
                                   low=0.0),
         "acceleration": paracel.Param(bool, True, "gd: FISTA momentum with adaptive restart"),
-        "tol": paracel.Param(float, 1e-4, "stopping tolerance (sgd: relative improvement "
-                             "of the objective since the step size was twice as large; "
-                             "gd: relative weight change); null: run all epochs", low=0.0,
+        "tol": paracel.Param(float, 1e-4, "stopping tolerance (lbfgs: max |gradient|, "
+                             "scikit-learn's; sgd: relative improvement of the objective "
+                             "since the step size was twice as large; gd: relative weight "
+                             "change; ftrl: unused); null: run all epochs", low=0.0,
                              nullable=True),
         "n_iter_no_change": paracel.Param(int, 5, "epochs (gd: iterations) within tol "
                                           "before stopping", low=1),
@@ -455,8 +457,9 @@ class LogisticRegression(paracel.Algorithm):
                                "at least this many training examples (0, 1: every "
                                "feature)", low=0),
         "test": paracel.Param(str, None, "a held-out LIBSVM file (relative to the job file): "
-                              "its log-loss, AUC and accuracy after every epoch (gd, lbfgs: "
-                              "iteration) and at the end", nullable=True, path=True),
+                              "its log-loss, AUC and accuracy after every iteration (lbfgs, "
+                              "gd) or pass (ftrl), and at the end (all)", nullable=True,
+                              path=True),
     }
 
     def __init__(self, **params):
@@ -570,6 +573,7 @@ class LogisticRegression(paracel.Algorithm):
             self.eta0_ = (10.0 if self.method == "sgd" else 1.0) / curvature
         width = max(self.num_workers, self.num_servers) * BLOCKS_PER_RANK
         self.block_rows_ = int(min(MAX_BLOCK_ROWS, max(1, -(-self.n_features_ // width))))
+        self.test_ = self._load_test() if self.test else None
         if self.worker_id == 0:
             self.log.info("lr: %d examples, %d features, %s with %s penalty, C=%g, eta0=%.4g",
                           self.n_, self.n_features_, self.method, self.penalty, self.C,
@@ -904,6 +908,7 @@ class LogisticRegression(paracel.Algorithm):
         beta = self._gd_intercept_step(progress, stats)
         progress.found = self._gd_blocks(mine, values, w, point, self.eta0_, self.lam_, beta)
         self.sync()
+        self.report(**self._heldout(self._dense_weights(w), progress.x_b))
         self.iter_commit()
 
     def _gd_converged(self, progress, stats):
@@ -1227,4 +1232,16 @@ class LogisticRegression(paracel.Algorithm):
                 "converged": bool(converged),
                 "examples": self.n_,
                 "features": self.n_features_,
-                "learning_rate": float(self.eta0_)}
+                "learning_rate": float(self.eta0_),
+                **self._heldout(self._dense_weights(w), bias)}
+
+    def _dense_weights(self, w):
+        """``weights_of(ids)`` for :meth:`_heldout` from the dense ``w``
+        (features beyond ``n_features`` weigh 0: training never saw them)."""
+        def weights_of(ids):
+            known = ids < self.n_features_
+            out = np.zeros(ids.size)
+            if known.any():
+                out[known] = w.pull(ids[known].astype(np.int64))
+            return out
+        return weights_of

@@ -386,8 +386,8 @@ class Algorithm:
         with ``compact``, ``(labels, csr_matrix, ids)`` over only the
         features the share uses, column ``j`` being feature ``ids[j]``
         (uint64, 0-based; ids up to 2**64 - 2, for row tables), with
-        ``n_features`` only a bound; then ``zero_based_`` says whether the
-        files' indices were 0-based (as decided with ``"auto"``)."""
+        ``n_features`` only a bound. Either way ``zero_based_`` then says
+        whether the files' indices were 0-based (as decided with ``"auto"``)."""
         from paracel.io import libsvm
 
         paths = self._files(files)
@@ -398,8 +398,9 @@ class Algorithm:
             self.skipped_lines(skipped)
             self._kept_some(paths, labels.size, skipped)
             return labels, X, ids
-        labels, X, skipped = libsvm.load(paths, self.comm, self.worker_id, self.num_workers,
-                                         n_features, zero_based, skip=self._skip_bad_lines)
+        labels, X, skipped, self.zero_based_ = libsvm.load(
+            paths, self.comm, self.worker_id, self.num_workers, n_features, zero_based,
+            skip=self._skip_bad_lines)
         self.skipped_lines(skipped)
         self._kept_some(paths, labels.size, skipped)
         return labels, X

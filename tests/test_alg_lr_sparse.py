@@ -230,3 +230,23 @@ def test_ftrl_admission_gives_rare_features_no_row(run_job, tmp_path):
                           epochs=2, batch_size=10)
     ids, w, _, _ = sparse_model(result)
     assert ids.tolist() == [0] and metrics["features"] == 1 and w[0] > 0
+
+
+@pytest.mark.parametrize("method", ["gd", "sgd"])
+def test_dense_methods_score_the_heldout_file_too(run_job, tmp_path, datasets, method):
+    """gd every iteration and at the end, sgd at the end: the same numbers
+    as scikit-learn's on the saved model."""
+    X, y = load_svmlight_file(datasets["digits"], zero_based=False)
+    train, test = tmp_path / "train.svm", tmp_path / "test.svm"
+    dump_svmlight_file(X[:1400], y[:1400], str(train), zero_based=False)
+    dump_svmlight_file(X[1400:], y[1400:], str(test), zero_based=False)
+    result, metrics = fit(run_job, tmp_path, "out", str(train), 2, 1, method=method,
+                          C=1.0, epochs=20, tol=None, test=str(test))
+    with h5py.File(os.path.join(result.output, "model.h5")) as handle:
+        w, b = handle["w"][...], float(handle["intercept"][0])
+    Xt, yt = X[1400:], (y[1400:] > 0).astype(int)
+    probability = 1.0 / (1.0 + np.exp(-(Xt[:, :w.size] @ w + b)))
+    assert metrics["test_log_loss"] == pytest.approx(log_loss(yt, probability), rel=1e-9)
+    assert metrics["test_auc"] == pytest.approx(roc_auc_score(yt, probability), rel=1e-9)
+    scored = [entry for entry in result.metrics["history"] if "test_log_loss" in entry]
+    assert len(scored) == (20 if method == "gd" else 0)    # sgd: the end only

@@ -32,7 +32,7 @@ def load_all(path, parts, n_features, zero_based):
     """Every share loaded on its own, stacked in order."""
     labels, blocks = [], []
     for part in range(parts):
-        y, X, _ = libsvm.load([path], None, part, parts, n_features, zero_based)
+        y, X, *_ = libsvm.load([path], None, part, parts, n_features, zero_based)
         labels.append(y)
         blocks.append(X)
     return np.concatenate(labels), sp.vstack(blocks, format="csr")
@@ -53,14 +53,14 @@ def test_shares_equal_sklearn(tmp_path, name, parts, zero_based):
 def test_auto_base_and_width_single_share(tmp_path):
     path = real_file(tmp_path, "cancer", zero_based=False)
     X_ref, y_ref = load_svmlight_file(path)
-    y, X, _ = libsvm.load([path], None, 0, 1)
+    y, X, *_ = libsvm.load([path], None, 0, 1)
     assert X.shape == X_ref.shape and (X != X_ref).nnz == 0
 
 
 def test_sklearn_test_file_with_comments_and_tabs():
     path = os.path.join(SKLEARN_DATA, "svmlight_classification.txt")
     X_ref, y_ref = load_svmlight_file(path)
-    y, X, _ = libsvm.load([path], None, 0, 1, n_features=X_ref.shape[1])
+    y, X, *_ = libsvm.load([path], None, 0, 1, n_features=X_ref.shape[1])
     np.testing.assert_array_equal(y, y_ref)
     assert (X != X_ref).nnz == 0
 
@@ -82,7 +82,7 @@ def test_malformed_lines_name_file_and_line(tmp_path, text, problem, line):
 def test_empty_file_and_more_shares_than_lines(tmp_path):
     empty = tmp_path / "empty.svm"
     empty.write_bytes(b"")
-    y, X, _ = libsvm.load([str(empty)], None, 0, 1, n_features=4)
+    y, X, *_ = libsvm.load([str(empty)], None, 0, 1, n_features=4)
     assert y.shape == (0,) and X.shape == (0, 4)
     small = tmp_path / "small.svm"
     small.write_bytes(b"1 1:1\r\n-1 2:2\r\n")
@@ -104,7 +104,7 @@ def test_several_files_in_order(tmp_path):
 def test_skip_mode_drops_and_counts_bad_lines(tmp_path):
     path = tmp_path / "mixed.svm"
     path.write_bytes(b"1 1:1\nfoo 2:1\n-1 2:2\n1 3:x\n1 3:3\n")
-    y, X, skipped = libsvm.load([str(path)], None, 0, 1, 3, False, skip=True)
+    y, X, skipped, _ = libsvm.load([str(path)], None, 0, 1, 3, False, skip=True)
     assert skipped == 2
     np.testing.assert_array_equal(y, [1, -1, 1])
     np.testing.assert_array_equal(X.toarray(), [[1, 0, 0], [0, 2, 0], [0, 0, 3]])

@@ -34,8 +34,10 @@ CLOCKS = 24
 
 
 def job_file(tmp_path, name, **extra):
+    # log_level debug: run_and_kill watches worker 0's line of every clock
     job = {"algorithm": "ckpt_algos:Accumulate", "modules": ["ckpt_algos"], "processes": 5,
            "servers": 2, "staleness": 0, "seed": 3, "output": str(tmp_path / name),
+           "log_level": "debug",
            "checkpoint": {"dir": str(tmp_path / f"{name}-ckpt"), "every": 4},
            "params": {"clocks": CLOCKS, "delay": 0.05}, **extra}
     path = tmp_path / f"{name}.json"

@@ -374,14 +374,14 @@ def load(files, comm, part, parts, n_features=None, zero_based="auto", dtype=np.
     import scipy.sparse
 
     labels, indptr, indices, values, skipped = read_share(files, part, parts, skip)
-    indices, high, _ = _zero_based(indices, comm, zero_based, files)
+    indices, high, zero_based = _zero_based(indices, comm, zero_based, files)
     width = _checked_width(high, n_features, files)
     if width > 2**62:
         raise DataError(f"{files[0]}...: feature index {high} is too large for a matrix "
                         "over all features (use a loader keyed by id)")
     X = scipy.sparse.csr_matrix((values.astype(dtype), indices.astype(np.int64), indptr),
                                 shape=(len(labels), width))
-    return labels, X, skipped
+    return labels, X, skipped, zero_based
 
 
 def load_compact(files, comm, part, parts, n_features=None, zero_based="auto",

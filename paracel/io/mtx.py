@@ -56,11 +56,11 @@ def load(path, part, parts):
 
         dense = np.asarray(scipy.io.mmread(path))
         return dense[part * shape[0] // parts:(part + 1) * shape[0] // parts]
-    rows, cols, values = _entries(path, start, part, parts, field)
+    rows, cols, values = _entries(path, start, part, parts, field, shape)
     return _coo(rows, cols, values, shape, symmetry)
 
 
-def _entries(path, start, part, parts, field):
+def _entries(path, start, part, parts, field, shape):
     size = file_size(path) - start
     low, high = start + size * part // parts, start + size * (part + 1) // parts
     rows, cols, values = [], [], []
@@ -73,11 +73,15 @@ def _entries(path, start, part, parts, field):
             raise DataError(f"{path}:{line_number(path, offset)}: expected {want} fields, "
                             f"got {len(fields)}")
         try:
-            rows.append(int(fields[0]) - 1)
-            cols.append(int(fields[1]) - 1)
+            row, col = int(fields[0]), int(fields[1])
             values.append(1.0 if field == "pattern" else float(fields[2]))
         except ValueError as error:
             raise DataError(f"{path}:{line_number(path, offset)}: {error}") from None
+        if not (1 <= row <= shape[0] and 1 <= col <= shape[1]):
+            raise DataError(f"{path}:{line_number(path, offset)}: entry ({row}, {col}) is "
+                            f"outside the {shape[0]} x {shape[1]} matrix (indices from 1)")
+        rows.append(row - 1)
+        cols.append(col - 1)
     return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(values)
 
 
