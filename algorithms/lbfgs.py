@@ -197,9 +197,9 @@ def direction(values, params):
     """``D = basis @ coefficients`` (with ``l1``: kept in the orthant of
     ``-P``); returns ``[P . D, X . D, D . D]``."""
     memory, coefficients, l1 = params
-    full = np.zeros(values.shape[1])
-    full[basis_columns(memory)] = coefficients
-    moved = values @ full
+    coefficients = np.asarray(coefficients, dtype=np.float64)
+    moved = _history(values, memory) @ coefficients[:2 * memory]
+    moved += coefficients[2 * memory] * values[:, P]
     if l1:
         moved[moved * values[:, P] >= 0] = 0.0
     values[:, D] = moved
@@ -220,15 +220,17 @@ def step(values, params):
     at the new point. Returns ``[S[k] . basis, Y[k] . basis, P . basis,
     r(X), max |P|, nonzeros of X]`` (``2m + 1`` each, then three numbers)."""
     memory, workers, lam, l1, size, slot = params
-    old_x, old_g = values[:, X].copy(), values[:, G].copy()
+    s, y = HISTORY + slot, HISTORY + memory + slot
     if l1:
-        values[:, X] = orthant_step(old_x, values[:, D], values[:, P], size)
+        moved = orthant_step(values[:, X], values[:, D], values[:, P], size)
+        values[:, s] = moved - values[:, X]
     else:
-        values[:, X] += size * values[:, D]
+        np.multiply(values[:, D], size, out=values[:, s])
+    values[:, X] += values[:, s]
+    np.negative(values[:, G], out=values[:, y])
     _gradient(values, memory, workers, lam, l1)
-    values[:, HISTORY + slot] = values[:, X] - old_x
-    values[:, HISTORY + memory + slot] = values[:, G] - old_g
-    return _found(values, memory, [HISTORY + slot, HISTORY + memory + slot], l1)
+    values[:, y] += values[:, G]
+    return _found(values, memory, [s, y], l1)
 
 
 @paracel.table_function("lr_lbfgs_finish")
@@ -253,11 +255,20 @@ def _gradient(values, memory, workers, lam, l1):
     values[:, P] = pseudo_gradient(total, values[:, X], lam) if l1 else total
 
 
+def _history(values, memory):
+    """The columns ``S[0..m-1], Y[0..m-1]`` (a view: contiguous when the
+    table is stored by columns)."""
+    return values[:, HISTORY:HISTORY + 2 * memory]
+
+
 def _found(values, memory, new, l1):
     """The dot products of the columns ``new`` and ``P`` with the basis, the
     penalty, this server's max ``|P|`` and its non-zero weights."""
-    wanted = new + [P]
-    dots = (values.T @ values[:, wanted])[basis_columns(memory)].T.ravel()
+    vectors = values[:, new + [P]]
+    dots = np.empty((vectors.shape[1], 2 * memory + 1))
+    dots[:, :2 * memory] = (_history(values, memory).T @ vectors).T
+    dots[:, 2 * memory] = values[:, P] @ vectors
+    dots = dots.ravel()
     weights = values[:, X]
     penalty = np.abs(weights).sum() if l1 else 0.5 * weights @ weights
     return np.concatenate([dots, [penalty, np.abs(values[:, P]).max(initial=0.0),
