@@ -50,6 +50,18 @@ def test_shares_equal_sklearn(tmp_path, name, parts, zero_based):
     assert (X != X_ref).nnz == 0
 
 
+@pytest.mark.parametrize("chunk", [1, 97, 4096])
+def test_shares_parsed_in_chunks_equal_sklearn(tmp_path, monkeypatch, chunk):
+    """A share is parsed a chunk of lines at a time (bounded memory); any
+    chunk size, even smaller than a line, gives the same rows."""
+    monkeypatch.setattr(libsvm, "CHUNK_BYTES", chunk)
+    path = real_file(tmp_path, "digits")
+    X_ref, y_ref = load_svmlight_file(path)
+    y, X = load_all(path, 3, X_ref.shape[1], False)
+    np.testing.assert_array_equal(y, y_ref)
+    assert (X != X_ref).nnz == 0
+
+
 def test_auto_base_and_width_single_share(tmp_path):
     path = real_file(tmp_path, "cancer", zero_based=False)
     X_ref, y_ref = load_svmlight_file(path)

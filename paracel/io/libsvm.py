@@ -34,6 +34,10 @@ from paracel.io.lines import byte_ranges, file_size, line_number, open_agreed
 #: longer number saturates, and the intercept's id in models keyed by id).
 MAX_INDEX = 2**64 - 2
 
+#: Bytes of text parsed at once: a worker's peak memory is its parsed share
+#: plus one chunk's text and temporaries, not the whole share's.
+CHUNK_BYTES = 64 << 20
+
 #: Float64 holds every integer below this exactly.
 _EXACT_FLOAT = 2**53
 
@@ -280,9 +284,16 @@ def read_share(files, part, parts, skip=False):
 
 
 def _aligned(files, part, parts):
-    """The share's ``(path, start, end)`` pieces moved to line boundaries."""
+    """The share's ``(path, start, end)`` pieces moved to line boundaries,
+    each cut into chunks of about :data:`CHUNK_BYTES` (parsed one at a time,
+    so the text and the parser's temporaries of only one chunk are held)."""
     for path, start, end in byte_ranges(files, parts)[part]:
-        yield path, _line_start(path, start), _line_start(path, end)
+        start, end = _line_start(path, start), _line_start(path, end)
+        while start < end:
+            cut = end if end - start <= CHUNK_BYTES else \
+                min(end, _line_start(path, start + CHUNK_BYTES))
+            yield path, start, cut
+            start = cut
 
 
 def _line_start(path, offset):
@@ -308,7 +319,11 @@ def _concat(labels, indptrs, indices, values):
         shifted.append(indptr[:-1] + base)
         base += indptr[-1]
     indptr = np.concatenate(shifted + [np.array([base], dtype=np.int64)])
-    return (np.concatenate(labels), indptr, np.concatenate(indices), np.concatenate(values))
+    joined = [np.concatenate(labels), indptr]
+    for pieces in (indices, values):                # each list freed as soon as it is joined
+        joined.append(np.concatenate(pieces))
+        pieces.clear()
+    return tuple(joined)
 
 
 def _zero_based(indices, comm, zero_based, files):
@@ -416,7 +431,8 @@ def load_compact(files, comm, part, parts, n_features=None, zero_based="auto",
     if n_features is not None:
         _checked_width(high, n_features, files)
     ids, columns = compact_columns(indices)
-    X = scipy.sparse.csr_matrix((values.astype(dtype), columns, indptr),
+    del indices                                   # a share's biggest array, no longer needed
+    X = scipy.sparse.csr_matrix((values.astype(dtype, copy=False), columns, indptr),
                                 shape=(len(labels), ids.size))
     return labels, X, ids, skipped, zero_based
 
@@ -449,8 +465,9 @@ def compact_columns(indices):
         keys = indices << np.uint64(bits)
         keys |= np.arange(count, dtype=np.uint64)
         keys.sort()
-        order = (keys & np.uint64((1 << bits) - 1)).view(np.int64)
         ordered = keys >> np.uint64(bits)
+        keys &= np.uint64((1 << bits) - 1)          # in place: the positions
+        order = keys.view(np.int64)
     else:
         order = np.argsort(indices, kind="stable")
         ordered = indices[order]
