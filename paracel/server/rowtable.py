@@ -116,7 +116,7 @@ class RowShard:
             return self._gather(rows)
         out = np.empty((ids.size, len(columns)), dtype=self.dtype)
         for i, column in enumerate(columns):
-            out[:, i] = np.take(self._values[:, column], rows)
+            out[:, i] = self._values[:, column][rows]  # not np.take: it copies a strided column
         return out
 
     def push(self, ids, deltas, fn, params, source=None, columns=None):
@@ -220,7 +220,7 @@ class RowShard:
         if self._order == "C":
             return np.take(_flat(self._values), rows).view(self.dtype).reshape(
                 rows.size, self.width)
-        return np.ascontiguousarray(self._values.take(rows, axis=0))
+        return np.ascontiguousarray(self._values[rows])  # fancy indexing: take copies columns
 
     def _scatter(self, rows, block):
         """Write ``block`` into ``rows``."""
