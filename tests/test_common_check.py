@@ -1,0 +1,88 @@
+"""One check every bundled algorithm must pass (as scikit-learn's
+``check_estimator``), without MPI: a new algorithm is covered by adding its
+line to :data:`CONFS`.
+
+What it checks, for each algorithm:
+
+* ``--describe`` is complete: a summary, and for every parameter a type, a
+  default (or "required") and a line of help;
+* its declared defaults pass its own declarations, and the class builds
+  from them (parameters stored in ``__init__`` only);
+* every parameter refuses a value of the wrong type with one message that
+  names ``params.<name>``, before anything is launched;
+* it implements the resume contract (``state`` and ``restore``);
+* its shipped job file validates and names data that exists.
+
+Running every algorithm on data, resuming it after a kill and comparing it
+with a reference are the per-algorithm tests and
+``tests/test_resume_toolkit.py``.
+"""
+
+import os
+
+import pytest
+
+from conftest import HERE
+from paracel import config
+from paracel.algorithms import BUNDLED
+from paracel.errors import ConfigError
+from paracel.run import resolve
+
+ROOT = os.path.dirname(HERE)
+
+#: Every bundled algorithm and its shipped job file.
+CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
+         "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "wc": "wc.json"}
+
+
+def test_every_bundled_algorithm_is_checked():
+    assert sorted(CONFS) == sorted(BUNDLED)
+
+
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_describe_is_complete(name):
+    cls = resolve(name)
+    assert cls.summary.strip()
+    text = cls.describe()
+    for param_name, param in cls.parameters.items():
+        assert param.help.strip(), f"{name}.{param_name} has no help"
+        assert f"  {param_name} ({param.describe_type()}, default " in text
+
+
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_defaults_pass_the_declarations_and_build(name):
+    cls = resolve(name)
+    defaults = {key: param.default for key, param in cls.parameters.items()
+                if param.default is not config.REQUIRED}
+    assert config.check_params(defaults, cls.parameters) == defaults
+    algorithm = cls(**defaults)
+    assert algorithm.get_params() == defaults
+
+
+def wrong_value(param):
+    """A value of a type ``param`` does not take."""
+    types = param.type if isinstance(param.type, tuple) else (param.type,)
+    return {"a string"} if str in types else "a string"
+
+
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_every_parameter_refuses_the_wrong_type_naming_it(name):
+    cls = resolve(name)
+    for param_name, param in cls.parameters.items():
+        with pytest.raises(ConfigError, match=rf"^params\.{param_name}: "):
+            config.check_params({param_name: wrong_value(param)}, cls.parameters)
+
+
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_is_resumable(name):
+    assert resolve(name).resumable()
+
+
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_shipped_job_file_validates(name):
+    job = config.load(os.path.join(ROOT, "conf", CONFS[name]))
+    assert job.algorithm == name
+    cls = resolve(name)
+    cls.check_job(cls(**config.resolve_param_paths(job.params, cls.parameters,
+                                                     os.path.dirname(job.path))), job)
+    assert config.input_files(job.input)
