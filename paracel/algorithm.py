@@ -436,12 +436,13 @@ class Algorithm:
     def _triples(self, loader, files, partition, **options):
         from paracel.io import graph
 
-        triples = getattr(graph, loader)(self._files(files), self.comm, self.worker_id,
-                                         self.num_workers, partition,
-                                         on_error=self._runtime.job.bad_lines, **options)
+        paths = self._files(files)
+        triples = getattr(graph, loader)(paths, self.comm, self.worker_id, self.num_workers,
+                                         partition, on_error=self._runtime.job.bad_lines,
+                                         **options)
         if self.worker_id == 0:  # the count is already summed over the workers
             self.skipped_lines(triples.skipped)
-        self._kept_some(self._files(files), len(triples.src),
+        self._kept_some(paths, len(triples.src),
                         triples.skipped if self.worker_id == 0 else 0)
         return triples
 

@@ -48,6 +48,17 @@ def sparse_model(result):
                 dict(handle.attrs))
 
 
+def predictions(output):
+    """``{row: probability}`` from a job's ``pred_<worker>`` files."""
+    found = {}
+    for name in os.listdir(output):
+        if name.startswith("pred_"):
+            for line in open(os.path.join(output, name), encoding="utf-8"):
+                row, _, probability = line.split("\t")
+                found[int(row)] = float(probability)
+    return found
+
+
 def dense(ids, w, width):
     full = np.zeros(width)
     full[ids.astype(np.int64)] = w
@@ -143,12 +154,7 @@ def test_heldout_metrics_and_predictions_are_sklearns(run_job, tmp_path, dataset
     history = [entry for entry in result.metrics["history"] if "test_log_loss" in entry]
     assert len(history) >= metrics["epochs"]               # one per iteration
     assert history[-1]["test_log_loss"] == pytest.approx(metrics["test_log_loss"])
-    predicted = {}
-    for name in os.listdir(result.output):
-        if name.startswith("pred_"):
-            for line in open(os.path.join(result.output, name), encoding="utf-8"):
-                row, label, p = line.split("\t")
-                predicted[int(row)] = float(p)
+    predicted = predictions(result.output)
     train_p = model.predict_proba(X[order[:400]])[:, 1]
     assert sorted(predicted) == list(range(400))
     np.testing.assert_allclose([predicted[i] for i in range(400)], train_p, rtol=1e-5,
@@ -161,12 +167,7 @@ def test_heldout_metrics_and_predictions_are_sklearns(run_job, tmp_path, dataset
                           predict=True, test=str(test))
     assert scores["epochs"] == 0 and scores["examples"] == len(yt)
     assert scores["test_auc"] == pytest.approx(metrics["test_auc"], rel=1e-12)
-    rows = {}
-    for name in os.listdir(applied.output):
-        if name.startswith("pred_"):
-            for line in open(os.path.join(applied.output, name), encoding="utf-8"):
-                row, label, p = line.split("\t")
-                rows[int(row)] = float(p)
+    rows = predictions(applied.output)
     np.testing.assert_allclose([rows[i] for i in range(len(yt))], probability, rtol=1e-5,
                                atol=1e-6)
 
