@@ -308,9 +308,14 @@ class Algorithm:
         """Write matrices to one HDF5 file (collective; worker 0 writes):
         distributed matrices, or ``(name, array)`` pairs of worker 0's.
 
+        The file describes itself: besides ``attrs`` it records the
+        algorithm, its parameters and the project version
+        (:func:`paracel.model.stamp`); :func:`paracel.load_model` reads it.
+
         ``path`` is relative to the output folder unless absolute (a file
         inside the output folder is replaced by a rerun, see :meth:`open_output`).
         """
+        from paracel import model
         from paracel.io import h5, outputs
 
         self.sync()
@@ -319,7 +324,8 @@ class Algorithm:
             mine = outputs.inside(self.output, path)
             if mine is not None:
                 outputs.record(self.output, self.worker_id, mine)
-            h5.save_matrices(path, matrices, attrs)
+            stamp = model.stamp(self._runtime.job.algorithm, self.get_params())
+            h5.save_matrices(path, matrices, {**stamp, **attrs})
         self.sync()
 
     def load_model(self, path, name, block_rows=None, dtype=None):

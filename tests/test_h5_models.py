@@ -1,18 +1,27 @@
-"""Model files read back for a warm start (paracel.io.h5), without MPI.
+"""Model files read back for a warm start (paracel.io.h5), without MPI, and
+read from Python (paracel.load_model), stamped with what made them.
 
 A file this project did not write, or one holding integers where floats are
 needed or a NaN, must fail with one line naming the file and the dataset,
 never train on to a wrong result or end in a KeyError/IndexError traceback.
 """
 
+import os
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 import pytest
+import scipy.sparse
 
+import paracel
+from conftest import HERE, assert_ok
 from paracel.errors import DataError
 from paracel.io import h5
+from paracel.model import load_model, stamp
+from paracel.run import resolve
+
+ROOT = os.path.dirname(HERE)
 
 
 @dataclass
@@ -98,3 +107,45 @@ def test_lossy_conversion_and_non_finite_weights_are_refused(tmp_path):
         h5.load_blocks(path, FakeMatrix("w", (10,), dtype=np.int32), [0])
     with pytest.raises(DataError, match="matrix 'v': row 2 holds a NaN or infinite value"):
         h5.load_blocks(path, FakeMatrix("v", (5,)), [0, 1])
+
+
+def test_load_model_reads_every_array_and_the_stamp(tmp_path):
+    path = str(tmp_path / "m.h5")
+    sparse = scipy.sparse.random(5, 4, density=0.5, format="csr", random_state=0)
+    with h5py.File(path, "w") as handle:
+        for key, value in stamp("kmeans", {"k": 3, "tol": 1e-4}).items():
+            handle.attrs[key] = value
+        handle.attrs["zero_based"] = True
+        handle["ids"] = np.array([2, 5, 9], dtype=np.uint64)
+        group = handle.create_group("V")
+        for part in ("data", "indices", "indptr"):
+            group[part] = getattr(sparse, part)
+        group.attrs["shape"] = sparse.shape
+    found = load_model(path)
+    assert (found.algorithm, found.params) == ("kmeans", {"k": 3, "tol": 1e-4})
+    assert found.version == paracel.__version__ and found.attrs["zero_based"] is True
+    assert found["ids"].dtype == np.uint64 and list(found["ids"]) == [2, 5, 9]
+    assert (found["V"] != sparse).nnz == 0
+    with pytest.raises(KeyError, match="no array 'w'; it holds V, ids"):
+        found["w"]
+
+
+def test_load_model_refuses_a_file_that_is_not_hdf5(tmp_path):
+    path = tmp_path / "m.h5"
+    path.write_text("not a model")
+    with pytest.raises(DataError, match=f"^{path}: not a readable model file"):
+        load_model(str(path))
+
+
+@pytest.mark.mpi
+def test_a_saved_model_says_what_made_it(run_job, tmp_path):
+    params = {"method": "lbfgs", "epochs": 3}
+    result = run_job("lr", processes=3, input=os.path.join(ROOT, "data", "lr", "train.svm"),
+                     params=params)
+    assert_ok(result)
+    found = load_model(os.path.join(result.output, "model.h5"))
+    declared = resolve("lr").parameters
+    assert found.algorithm == "lr" and found.version == paracel.__version__
+    assert found.params == {name: params.get(name, param.default)
+                            for name, param in declared.items()}
+    assert set(found.arrays) == {"ids", "w", "intercept"} and found.attrs["zero_based"] is False
