@@ -162,7 +162,7 @@ class Worker:
     def run(self):
         """Start together, ``solve()``, record what was reported after the
         last clock, take the final checkpoint, write ``metrics.json``."""
-        from paracel.io import outputs
+        from paracel.io import lines, outputs
 
         runtime, algorithm = self.runtime, self.algorithm
         if self.worker_id == 0:
@@ -188,6 +188,7 @@ class Worker:
         runtime.client.flush()
         runtime.clock.finish()
         self.write_metrics(solve_seconds)
+        lines.forget_plain_copies()  # every worker has read all it will
         runtime.client.done()
 
     def agree_input_sizes(self):
@@ -201,7 +202,7 @@ class Worker:
         job = self.runtime.job
         sizes = None
         if self.worker_id == 0 and job.input is not None:
-            sizes = {path: os.path.getsize(path) for path in config.input_files(job.input)}
+            sizes = {path: lines.measure(path) for path in config.input_files(job.input)}
         lines.agree_sizes(bcast_json(self.algorithm.comm, sizes) or {})
 
     def write_metrics(self, solve_seconds):

@@ -229,16 +229,63 @@ def test_an_overlong_line_is_refused_naming_file_and_line(tmp_path, monkeypatch)
         _union([path], 1)
 
 
-@pytest.mark.parametrize("kind,opener", [("gzip", "gzip"), ("bzip2", "bz2"), ("xz", "lzma")])
-def test_compressed_input_is_refused_naming_the_file(tmp_path, kind, opener):
+COMPRESSED = [("gzip", "gzip", ".gz"), ("bzip2", "bz2", ".bz2"), ("xz", "lzma", ".xz")]
+
+
+def _compressed(folder, name, kind, data):
     import importlib
 
-    path = tmp_path / f"data.{kind}"
+    opener = dict((k, o) for k, o, _ in COMPRESSED)[kind]
+    path = folder / name
     with importlib.import_module(opener).open(path, "wb") as handle:
-        handle.write(b"1 1:1\n" * 100)
-    with pytest.raises(DataError, match=rf"data\.{kind}: {kind}-compressed input; .*"
-                                        "decompress it first"):
-        list(lines.iter_lines([str(path)], 0, 1))
+        handle.write(data.encode("utf-8"))
+    return str(path)
+
+
+@pytest.fixture
+def plain_folder(tmp_path, monkeypatch):
+    """Decompressed copies go to a folder of this test's own."""
+    folder = tmp_path / "copies"
+    monkeypatch.setattr(lines, "plain_folder", lambda: str(folder))
+    yield folder
+    lines.forget_plain_copies()
+
+
+@pytest.mark.parametrize("kind,opener,suffix", COMPRESSED)
+@pytest.mark.parametrize("parts", PARTS)
+def test_compressed_input_gives_the_plain_lines(tmp_path, plain_folder, kind, opener, suffix,
+                                                parts):
+    text = "".join(f"{i} {i % 7}:{i * 0.5} é\n" for i in range(500))
+    plain = _write(tmp_path, "plain.txt", text)
+    packed = _compressed(tmp_path, "data" + suffix, kind, text)
+    assert _union([packed, plain], parts) == _expected([plain, plain])
+    assert len(list(plain_folder.glob("*" + suffix))) == 1  # decompressed once
+    lines.forget_plain_copies()
+    assert not list(plain_folder.iterdir())
+
+
+def test_messages_name_the_compressed_file_and_its_line(tmp_path, plain_folder):
+    from paracel.io import dense
+
+    path = _compressed(tmp_path, "points.csv.gz", "gzip", "1,2.0\n2,3.0\n3,x\n")
+    with pytest.raises(DataError, match=r"points\.csv\.gz:3: "):
+        dense.load([path], None, 0, 1, has_id=True)
+
+
+def test_a_truncated_compressed_file_is_an_error_naming_it(tmp_path, plain_folder):
+    whole = _compressed(tmp_path, "whole.gz", "gzip", "1 1:1\n" * 5000)
+    path = tmp_path / "cut.gz"
+    path.write_bytes(open(whole, "rb").read()[:-30])
+    with pytest.raises(DataError, match=r"cut\.gz: cannot decompress this gzip file"):
+        list(iter_lines([str(path)], 0, 1))
+    assert not [name for name in plain_folder.iterdir() if name.suffix != ".lock"]
+
+
+def test_compressions_that_are_not_read_are_refused_naming_the_file(tmp_path):
+    path = _write(tmp_path, "data.zst", b"\x28\xb5\x2f\xfd" + b"\0" * 20)
+    with pytest.raises(DataError, match=r"data\.zst: zstd-compressed input; only gzip, "
+                                        "bzip2 and xz are read"):
+        list(iter_lines([path], 0, 1))
 
 
 def test_text_that_starts_like_a_magic_number_is_read():

@@ -173,3 +173,24 @@ def test_an_array_of_more_than_2_31_elements_travels_whole(run_job):
                      timeout=240)
     assert_ok(result)
     assert result.metrics["metrics"] == {"same": True, "tail": [1, 2, 3, 4, 5]}
+
+
+def test_gzip_input_gives_what_the_plain_input_gives(run_job, tmp_path):
+    import gzip
+    import shutil
+
+    plain = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "data", "lr", "train.svm")
+    packed = str(tmp_path / "train.svm.gz")
+    with open(plain, "rb") as source, gzip.open(packed, "wb") as target:
+        shutil.copyfileobj(source, target)
+    params = {"method": "lbfgs", "epochs": 4}
+    models = []
+    for name, path in [("plain", plain), ("gzip", packed)]:
+        result = run_job("lr", processes=3, input=path, params=params,
+                         output=str(tmp_path / name))
+        assert_ok(result)
+        with h5py.File(os.path.join(result.output, "model.h5")) as handle:
+            models.append((handle["ids"][...], handle["w"][...]))
+    assert np.array_equal(models[0][0], models[1][0])
+    assert np.array_equal(models[0][1], models[1][1])

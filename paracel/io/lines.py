@@ -13,9 +13,24 @@ job and agreed (:func:`agree_sizes`, done for the job's input before
 ``solve()`` runs): a file that grows while the job runs is read only up to
 its agreed size (a last line still being written counts as it was then), and
 one that shrank below it is an error rather than lost lines.
+
+Compressed files (gzip, bzip2, xz) are read through a plain copy: the first
+process of a host that needs one decompresses the file once into
+:func:`plain_folder` (the others wait for it), and byte ranges, sizes and
+line numbers are those of the decompressed text, while messages still name
+the user's file. Copies are keyed by the file's path, size and modification
+time, so a changed file is decompressed anew, and a job removes them when
+it ends (:func:`forget_plain_copies`).
 """
 
+import bz2
+import fcntl
+import gzip
+import hashlib
+import lzma
 import os
+import shutil
+import tempfile
 
 from paracel.errors import DataError
 
@@ -35,34 +50,95 @@ def agree_sizes(sizes):
     _SIZES.update({os.path.abspath(path): int(size) for path, size in sizes.items()})
 
 
+def measure(path):
+    """The size of ``path``'s text now (decompressed, for a compressed file)."""
+    return os.path.getsize(readable(path))
+
+
 def file_size(path):
-    """The agreed size of ``path``, or its size now if none was agreed."""
+    """The agreed size of ``path``'s text, or its size now if none was agreed."""
     size = _SIZES.get(os.path.abspath(path))
-    return os.path.getsize(path) if size is None else size
+    return measure(path) if size is None else size
 
 
 def open_agreed(path):
-    """Open ``path`` for binary reading; a file now shorter than its agreed
-    size, or a compressed one, is a DataError (its lines would be lost, or
-    read as garbage)."""
-    handle = open(path, "rb")
+    """Open ``path``'s text for binary reading; a file now shorter than its
+    agreed size is a DataError (its lines would be lost)."""
+    handle = open(readable(path), "rb")
     size, now = file_size(path), os.fstat(handle.fileno()).st_size
     if now < size:
         handle.close()
         raise DataError(f"{path}: the file shrank from {size} to {now} bytes while the "
                         "job was reading it")
-    kind = compression(handle.read(10))
-    handle.seek(0)
-    if kind is not None:
-        handle.close()
-        raise DataError(f"{path}: {kind}-compressed input; shares are cut by byte ranges of "
-                        f"plain text, so decompress it first")
     return handle
 
 
 #: Leading bytes of compressed files (none of them plain text), and what they are.
 MAGIC = {b"\x1f\x8b": "gzip", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
          b"PK\x03\x04": "zip"}
+
+#: How each compression this module reads is opened.
+OPENERS = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}
+
+#: ``absolute path -> decompressed copy`` (None: the file is plain) for this process.
+_READABLE = {}
+
+
+def plain_folder():
+    """Where this host keeps decompressed copies (``$TMPDIR/paracel-inputs-<uid>``)."""
+    return os.path.join(tempfile.gettempdir(), f"paracel-inputs-{os.getuid()}")
+
+
+def readable(path):
+    """The file holding ``path``'s text: ``path``, or its decompressed copy."""
+    key = os.path.abspath(path)
+    if key not in _READABLE:
+        with open(path, "rb") as handle:
+            kind = compression(handle.read(10))
+        if kind is not None and kind not in OPENERS:
+            raise DataError(f"{path}: {kind}-compressed input; only gzip, bzip2 and xz are "
+                            "read, so decompress it first")
+        _READABLE[key] = None if kind is None else _plain_copy(path, kind)
+    return _READABLE[key] or path
+
+
+def _plain_copy(path, kind):
+    """Decompress ``path`` once per host and return the copy: the first
+    process to take the lock does it, the others block on the lock (no
+    spinning; a lock dies with its process) and find the copy made."""
+    stat = os.stat(path)
+    stamp = f"{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+    folder = plain_folder()
+    os.makedirs(folder, exist_ok=True)
+    copy = os.path.join(folder, hashlib.sha1(stamp).hexdigest() + "-" + os.path.basename(path))
+    with open(copy + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(copy):
+            _decompress(path, kind, copy)
+    return copy
+
+
+def _decompress(path, kind, copy):
+    partial = copy + ".part"
+    try:
+        with OPENERS[kind](path, "rb") as source, open(partial, "wb") as target:
+            shutil.copyfileobj(source, target, 1 << 22)
+    except (OSError, EOFError, lzma.LZMAError) as error:
+        os.unlink(partial)
+        raise DataError(f"{path}: cannot decompress this {kind} file ({error})") from None
+    os.replace(partial, copy)
+
+
+def forget_plain_copies():
+    """Remove the decompressed copies this process used (the job is over:
+    every process of every host calls it, so each host's copies go)."""
+    for copy in filter(None, _READABLE.values()):
+        for name in (copy, copy + ".lock"):
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+    _READABLE.clear()
 
 
 def compression(head):
@@ -146,7 +222,7 @@ def line_number(path, offset):
     only done when a message needs it.
     """
     count, done = 1, 0
-    with open(path, "rb") as handle:
+    with open(readable(path), "rb") as handle:
         while done < offset:
             chunk = handle.read(min(1 << 20, offset - done))
             if not chunk:
