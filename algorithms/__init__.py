@@ -11,5 +11,6 @@ BUNDLED = {
     "mf": "paracel.algorithms.mf:MatrixFactorization",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
+    "svd": "paracel.algorithms.svd:TruncatedSVD",
     "wc": "paracel.algorithms.wc:WordCount",
 }
