@@ -101,7 +101,13 @@ from paracel.errors import DataError
 #: Above this spread of ``R``'s diagonal (``√κ(G)``) the first Cholesky-QR
 #: pass is shifted.
 MAX_SPREAD = 1e5
+#: The last pass works on a nearly orthonormal block, so its ``R`` is
+#: nearly the identity; a larger spread means ``Z`` had lost rank.
+FINAL_SPREAD = 2.0
 UNIT = np.finfo(np.float64).eps / 2
+#: After a first pass (shifted or not) the block's condition number is at
+#: most about ``u^(-1/2)``; a later ``R`` spreading more means lost rank.
+LATER_SPREAD = UNIT ** -0.5
 
 
 # -- pure NumPy kernels ------------------------------------------------------
@@ -170,14 +176,17 @@ def cholesky_qr(blocks, rows, gram):
     Raises
     ------
     numpy.linalg.LinAlgError
-        If ``Z`` is numerically rank-deficient.
+        If ``Z`` is numerically rank-deficient (a Cholesky factorisation
+        fails, a later pass is still ill-conditioned, or the last pass is
+        far from the identity).
     """
     G = gram(blocks)
     R, passes = cholesky_factor(G), 2
     if R is None or spread(R) > MAX_SPREAD:
         R, passes = cholesky_factor(G, shift_for(G, rows)), 3
     for done in range(passes):
-        if R is None:
+        if R is None or (done > 0 and spread(R) > LATER_SPREAD) or (
+                done == passes - 1 and spread(R) > FINAL_SPREAD):
             raise np.linalg.LinAlgError("Z is numerically rank-deficient")
         blocks = [apply_inverse(block, R) for block in blocks]
         if done < passes - 1:
