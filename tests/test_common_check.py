@@ -32,7 +32,8 @@ ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
 CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "wc": "wc.json"}
+         "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "svd": "svd.json",
+         "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():
