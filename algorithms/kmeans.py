@@ -103,7 +103,8 @@ n_local_trials : int or null
 
 Output
 ------
-``OUTPUT/centers.txt``: ``k`` lines of comma-separated coordinates.
+``OUTPUT/centers.txt``: ``k`` lines of comma-separated coordinates, and
+``OUTPUT/model.h5`` (dataset ``centers``; see ``paracel.load_model``).
 ``OUTPUT/labels_<worker>``: ``id\\tlabel`` for each point of that worker's
 share. Metrics: ``inertia``, ``iterations``, ``converged``, ``best_run``,
 ``n_points``, ``cluster_sizes``, ``run_inertias``; the clock after each
@@ -197,7 +198,7 @@ class KMeans(paracel.Algorithm):
         for run in range(len(self.runs_), 1 if self.init_centers else self.n_init):
             self.runs_.append(self.one_run(X, threshold, run))
         best = min(self.runs_, key=lambda r: r.inertia)
-        self.write_results(ids, _nearest(X, best.centers), best.centers)
+        self.write_results(ids, _nearest(X, best.centers), best)
         return {"inertia": best.inertia, "iterations": best.iterations,
                 "converged": best.converged, "best_run": best.run, "n_points": n_points,
                 "cluster_sizes": best.sizes, "run_inertias": [r.inertia for r in self.runs_]}
@@ -369,13 +370,15 @@ class KMeans(paracel.Algorithm):
         parts = self.read_multi([(FINAL, run, w) for w in range(self.num_workers)])
         return np.sum(parts, axis=0)
 
-    def write_results(self, ids, labels, centers):
-        """``labels_<worker>`` on every worker, ``centers.txt`` on worker 0."""
+    def write_results(self, ids, labels, best):
+        """``labels_<worker>`` on every worker; ``centers.txt`` and
+        ``model.h5`` (``centers``, and the inertia) on worker 0."""
         self.dump("labels_", zip(ids, labels.tolist()))
         if self.worker_id == 0:
             with self.open_output("centers.txt") as handle:
-                for row in centers:
+                for row in best.centers:
                     handle.write(",".join(repr(float(v)) for v in row) + "\n")
+        self.save_model("model.h5", [("centers", best.centers)], inertia=float(best.inertia))
 
 
 def _sq_dist(X, centers):

@@ -352,6 +352,13 @@ class Algorithm:
     def _skip_bad_lines(self):
         return self._runtime.job.bad_lines == "skip"
 
+    @property
+    def _layout(self):
+        from paracel.io.table import Layout
+
+        job = self._runtime.job
+        return Layout(job.header, job.columns or {})
+
     def skipped_lines(self, count):
         """Count malformed input lines this worker skipped (job key
         ``"bad_lines": "skip"``); the total lands in ``metrics.json``."""
@@ -412,12 +419,15 @@ class Algorithm:
         return labels, X
 
     def load_dense(self, files=None, has_id=True):
-        """This worker's share of dense vectors (``id,f1,...,fk``): ``(ids, array)``."""
+        """This worker's share of dense vectors (``id,f1,...,fk``): ``(ids, array)``.
+
+        The job's ``header`` and ``columns`` (roles ``id``, ``features``)
+        choose the columns of a CSV/TSV table; ``"id": null`` for none."""
         from paracel.io import dense
 
         paths = self._files(files)
         ids, X, skipped = dense.load(paths, self.comm, self.worker_id, self.num_workers, has_id,
-                                     skip=self._skip_bad_lines)
+                                     skip=self._skip_bad_lines, layout=self._layout)
         self.skipped_lines(skipped)
         self._kept_some(paths, len(ids), skipped)
         return ids, X
@@ -444,12 +454,10 @@ class Algorithm:
 
         paths = self._files(files)
         triples = getattr(graph, loader)(paths, self.comm, self.worker_id, self.num_workers,
-                                         partition, on_error=self._runtime.job.bad_lines,
-                                         **options)
-        if self.worker_id == 0:  # the count is already summed over the workers
-            self.skipped_lines(triples.skipped)
-        self._kept_some(paths, len(triples.src),
-                        triples.skipped if self.worker_id == 0 else 0)
+                                         partition, skip=self._skip_bad_lines,
+                                         layout=self._layout, **options)
+        self.skipped_lines(triples.skipped)
+        self._kept_some(paths, len(triples.src), triples.skipped)
         return triples
 
     def load_mtx(self, path=None):

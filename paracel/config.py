@@ -159,6 +159,13 @@ SCHEMA = {
                     help="output folder (default: output/<job name> in the current folder)"),
     "modules": Param(list, [], help="modules imported on every rank (update functions)"),
     "params": Param(dict, {}, help="the algorithm's parameters (see --describe NAME)"),
+    "header": Param(bool, False, help="the first line of every input file names the columns "
+                                      "(and is not data)"),
+    "columns": Param(dict, {}, help="which input column plays which role, by header name or "
+                                    "0-based position, e.g. {\"user\": \"userId\", \"item\": "
+                                    "\"movieId\", \"rating\": \"rating\"} or {\"id\": null}; "
+                                    "roles: id, features (dense), src, dst, weight (graphs), "
+                                    "user, item, rating (ratings)"),
     "bad_lines": Param(str, "raise", choices=("raise", "skip"),
                        help="a malformed input line stops the job, or is skipped and "
                             "counted in metrics.json"),
@@ -275,6 +282,7 @@ def validate(raw, path="job"):
             except ConfigError as error:
                 raise ConfigError(f"{path}: {error}") from None
     _check_modules(values["modules"], path)
+    _check_columns(values["columns"], path)
     if values["checkpoint"] is not None:
         values["checkpoint"] = _check_checkpoint(values["checkpoint"], path)
     _check_inputs(values["input"], path)
@@ -395,6 +403,24 @@ def _check_checkpoint(raw, path):
         return check_params(raw, CHECKPOINT_SCHEMA, where="checkpoint")
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+#: The roles a loader's columns can play (see paracel.io.table).
+COLUMN_ROLES = ("id", "features", "src", "dst", "weight", "user", "item", "rating")
+
+
+def _check_columns(columns, path):
+    """Refuse a ``columns`` entry no loader could use, before any launch."""
+    for role, column in columns.items():
+        if role not in COLUMN_ROLES:
+            raise ConfigError(f"{path}: columns: {unknown_key_message(role, COLUMN_ROLES)}")
+        for index, item in enumerate(column if isinstance(column, list) and
+                                     role == "features" else [column]):
+            if not (item is None or isinstance(item, str) and item or
+                    isinstance(item, int) and not isinstance(item, bool) and item >= 0):
+                where = f"columns.{role}" + (f"[{index}]" if isinstance(column, list) else "")
+                raise ConfigError(f"{path}: {where}: expected a column name or a 0-based "
+                                  f"position (or null), got {item!r}")
 
 
 def _check_modules(modules, path):

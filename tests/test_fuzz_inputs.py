@@ -113,7 +113,8 @@ def test_dense_vectors_load_or_name_the_line(tmp_path, text, ending, has_id):
 def test_triples_load_or_name_the_line(tmp_path, text, ending, on_error, weighted):
     path = write(tmp_path, "edges.txt", text, ending)
     try:
-        triples = graph.load_triples([path], None, 0, 1, weighted=weighted, on_error=on_error)
+        triples = graph.load_triples([path], None, 0, 1, weighted=weighted,
+                                     skip=on_error == "skip")
         assert triples.matrix().shape == triples.shape
     except DataError as error:
         assert_names_file_and_line(error, path)

@@ -1,8 +1,12 @@
 """Dense vectors, one per line: ``id,f1,...,fk`` or whitespace separated.
 
-Paracel's ``fvec`` format. Each worker parses only its line-aligned share;
-the number of features is agreed across workers, and a line with a different
-count is a :class:`paracel.errors.DataError` naming the file and line.
+Paracel's ``fvec`` format, and CSV/TSV tables as people have them: a header
+line and the id and feature columns chosen by name or position
+(:class:`paracel.io.table.Layout`). Each worker parses only its line-aligned
+share; the number of features is agreed across workers, and a line with a
+different count is a :class:`paracel.errors.DataError` naming the file and
+line. So is a first column that cannot be an id (a number with a fraction:
+the file likely has no id column) or an id repeated within a share.
 """
 
 import re
@@ -11,12 +15,14 @@ import numpy as np
 
 from paracel.errors import DataError
 from paracel.io.lines import iter_lines, line_number
+from paracel.io.table import Layout, select
 from paracel.waiting import allgather_objects
 
 SEPARATOR = re.compile(r"[,\s]+")
+_FRACTION = re.compile(r"[+-]?[0-9]*\.[0-9]*([eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
 
 
-def load(files, comm, part, parts, has_id=True, dtype=np.float64, skip=False):
+def load(files, comm, part, parts, has_id=True, dtype=np.float64, skip=False, layout=Layout()):
     """This worker's share of dense-vector ``files``.
 
     Parameters
@@ -28,26 +34,32 @@ def load(files, comm, part, parts, has_id=True, dtype=np.float64, skip=False):
     part, parts : int
         This worker's share and the number of shares.
     has_id : bool
-        Whether each line starts with an id field.
+        Whether each line starts with an id field (when ``layout`` does not
+        choose the columns).
     skip : bool
         Drop malformed lines (wrong width, not numbers) instead of raising.
+    layout : paracel.io.table.Layout
+        Header and columns (roles ``id`` and ``features``).
 
     Returns
     -------
     ids : list of str
-        The ids (or global line positions as strings when ``has_id`` is false,
-        as ``"<file>:<byte offset>"``).
+        The ids (or global line positions as strings when there is no id
+        column, as ``"<file>:<byte offset>"``).
     X : numpy.ndarray of shape (n_rows, n_features)
     skipped : int
-        Malformed lines dropped (0 unless ``skip``).
+        Malformed lines this worker dropped (0 unless ``skip``).
     """
-    ids, rows, width, skipped = [], [], None, 0
-    for path, offset, line in iter_lines(files, part, parts):
+    found = layout.positions(files, {"id": 0 if has_id else None}, rest="features")
+    with_id = has_id if found is None else found["id"] is not None
+    ids, rows, width, skipped, seen = [], [], None, 0, {}
+    for path, offset, line in iter_lines(files, part, parts, layout.header):
         fields = [field for field in SEPARATOR.split(line.strip()) if field]
         if not fields or fields[0].startswith("#"):
             continue
-        name, values = (fields[0], fields[1:]) if has_id else (f"{path}:{offset}", fields)
         try:
+            fields = fields if found is None else _select(fields, found, path, offset)
+            name, values = (fields[0], fields[1:]) if with_id else (f"{path}:{offset}", fields)
             width = _check_width(values, width, path, offset)
             rows.append(_numbers(values, path, offset))
         except DataError:
@@ -55,10 +67,33 @@ def load(files, comm, part, parts, has_id=True, dtype=np.float64, skip=False):
                 raise
             skipped += 1
             continue
+        if with_id:
+            _check_id(name, seen, path, offset, found is None)
         ids.append(name)
     width = _agree(comm, width, files)
     X = np.array(rows, dtype=dtype).reshape(len(rows), width or 0)
     return ids, X, skipped
+
+
+def _select(fields, found, path, offset):
+    try:
+        return select(fields, found, ["id"], rest="features")
+    except ValueError as error:
+        raise DataError(f"{path}:{line_number(path, offset)}: {error}") from None
+
+
+def _check_id(name, seen, path, offset, guessed):
+    """Refuse an id that is a number with a fraction when the id column was
+    not chosen (the file likely has none), and an id seen before."""
+    if guessed and _FRACTION.fullmatch(name):
+        raise DataError(f"{path}:{line_number(path, offset)}: the first field {name!r} is "
+                        "read as the vector's id, but it is a number with a fraction; if the "
+                        "file has no id column, set \"columns\": {\"id\": null}")
+    if name in seen:
+        first = seen[name]
+        raise DataError(f"{path}:{line_number(path, offset)}: id {name!r} again (first at "
+                        f"{first[0]}:{line_number(*first)}); ids must be unique")
+    seen[name] = (path, offset)
 
 
 def _check_width(values, width, path, offset):

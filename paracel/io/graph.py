@@ -4,7 +4,9 @@ A line is ``src dst [weight]`` (graphs, triples) or ``user item rating``
 (ratings). Fields are separated by whitespace, or by commas when the line has
 one (then each field is stripped, so ids may hold inner spaces); ``#`` starts
 a comment that runs to the line end; blank lines are skipped; Windows line
-ends are accepted.
+ends are accepted. A header line and the columns to read (by name or
+position, e.g. MovieLens' ``userId,movieId,rating,timestamp``) are given by a
+:class:`paracel.io.table.Layout`.
 
 Ids are strings in the file. Every worker parses only its line-aligned share
 (:func:`paracel.io.lines.iter_lines`), then the workers agree on global
@@ -31,7 +33,7 @@ of the global ``n_rows × n_cols`` matrix over ``parts`` workers:
 A malformed line raises :class:`paracel.errors.DataError` naming its file and
 line on every worker alike (errors are agreed collectively, so no worker is
 left waiting in a collective the others have abandoned), or with
-``on_error="skip"`` is dropped and counted in :attr:`Triples.skipped`.
+``skip=True`` is dropped and counted in :attr:`Triples.skipped`.
 """
 
 import math
@@ -41,12 +43,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from paracel.errors import DataError
+from paracel.errors import ConfigError, DataError
 from paracel.io.lines import iter_lines, line_number
+from paracel.io.table import Layout, select, split
 from paracel.waiting import allgather_objects, wait_request
 
 PARTITIONS = ("fmap", "smap", "fsmap")
-ON_ERROR = ("raise", "skip")
 TRIPLE_NAMES = ("src", "dst", "weight")
 RATING_NAMES = ("user", "item", "rating")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -79,7 +81,7 @@ class Triples:
     weighted : bool
         Whether the input lines carried a third field.
     skipped : int
-        Malformed lines dropped across all workers (``on_error="skip"``).
+        Malformed lines this worker dropped (``skip=True``).
     """
 
     src: np.ndarray
@@ -116,7 +118,7 @@ class Triples:
 
 
 def load_triples(files, comm, part, parts, partition="fmap", weighted=None,
-                 same_ids=False, on_error="raise"):
+                 same_ids=False, skip=False, layout=Layout()):
     """Load this worker's share of ``src dst [weight]`` triples.
 
     Every worker of ``comm`` must call this with the same arguments except
@@ -139,34 +141,38 @@ def load_triples(files, comm, part, parts, partition="fmap", weighted=None,
         line with the other count is malformed.
     same_ids : bool
         One id map for sources and destinations (graph nodes) rather than two.
-    on_error : {"raise", "skip"}
+    skip : bool
         What a malformed line does: raise :class:`~paracel.errors.DataError`
-        naming the first one in the input, or be dropped and counted.
+        naming the first one in the input, or (``True``) be dropped and counted.
+    layout : paracel.io.table.Layout
+        Header and columns (roles ``src``, ``dst``, ``weight``; for ratings
+        ``user``, ``item``, ``rating``).
 
     Returns
     -------
     Triples
     """
-    return _load(files, comm, part, parts, partition, weighted, same_ids, on_error,
+    return _load(files, comm, part, parts, partition, weighted, same_ids, skip, layout,
                  TRIPLE_NAMES)
 
 
-def load_graph(files, comm, part, parts, partition="fmap", weighted=None, on_error="raise"):
+def load_graph(files, comm, part, parts, partition="fmap", weighted=None, skip=False,
+               layout=Layout()):
     """Load this worker's share of an edge list; node ids form one map.
 
     See :func:`load_triples`; the result is square, ``src_ids is dst_ids``.
     """
-    return _load(files, comm, part, parts, partition, weighted, True, on_error,
+    return _load(files, comm, part, parts, partition, weighted, True, skip, layout,
                  TRIPLE_NAMES)
 
 
-def load_ratings(files, comm, part, parts, partition="fmap", on_error="raise"):
+def load_ratings(files, comm, part, parts, partition="fmap", skip=False, layout=Layout()):
     """Load this worker's share of ``user item rating`` lines.
 
     See :func:`load_triples`: rows are users, columns items, each with its
     own id map, and every line must carry a rating.
     """
-    return _load(files, comm, part, parts, partition, True, False, on_error,
+    return _load(files, comm, part, parts, partition, True, False, skip, layout,
                  RATING_NAMES)
 
 
@@ -206,21 +212,26 @@ def owners(partition, parts, shape, src, dst):
     return (src * pr // max(n_rows, 1)) * pc + dst * pc // max(n_cols, 1)
 
 
-def _load(files, comm, part, parts, partition, weighted, same_ids, on_error, names):
+def _load(files, comm, part, parts, partition, weighted, same_ids, skip, layout, names):
     """Parse this worker's share, agree on format, errors and ids, then shuffle.
 
     ``names`` are the three fields' names for messages (see :data:`TRIPLE_NAMES`).
     """
     files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-    _check_arguments(files, comm, part, parts, partition, weighted, on_error)
+    _check_arguments(files, comm, part, parts, partition, weighted)
+    found = layout.positions(files, dict(zip(names, (0, 1, 2 if weighted else None))))
+    if found is not None:
+        if weighted and found[names[2]] is None:
+            raise ConfigError(f"columns.{names[2]}: this loader needs a {names[2]} column")
+        weighted = found[names[2]] is not None
     allowed = (2, 3) if weighted is None else ((3,) if weighted else (2,))
-    share = _parse_share(files, part, parts, allowed, names, on_error)
+    share = _parse_share(files, part, parts, allowed, names, skip, layout.header, found)
     summaries = _allgather(comm, share.summary())
     count = _agree_field_count(summaries, allowed)
-    _raise_first_error(summaries, count, on_error)
+    _raise_first_error(summaries, count, skip)
     records = share.records[count]
     skipped = share.skipped + sum(len(rows) for n, rows in share.records.items() if n != count)
-    src_ids, dst_ids, skipped = _agree_ids(comm, records, same_ids, skipped)
+    src_ids, dst_ids = _agree_ids(comm, records, same_ids)
     src_lookup = {name: index for index, name in enumerate(src_ids.tolist())}
     dst_lookup = src_lookup if same_ids else {name: index for index, name in
                                               enumerate(dst_ids.tolist())}
@@ -235,12 +246,10 @@ def _load(files, comm, part, parts, partition, weighted, same_ids, on_error, nam
                    count == 3, skipped, src_lookup, dst_lookup)
 
 
-def _check_arguments(files, comm, part, parts, partition, weighted, on_error):
+def _check_arguments(files, comm, part, parts, partition, weighted):
     """Refuse arguments no input could make sense of (the caller's mistakes)."""
     if partition not in PARTITIONS:
         raise ValueError(f"partition must be one of {PARTITIONS}, not {partition!r}")
-    if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     if weighted not in (None, True, False):
         raise ValueError(f"weighted must be None, True or False, not {weighted!r}")
     if comm is None and parts != 1:
@@ -275,7 +284,7 @@ class _Share:
         return self.first, self.bad
 
 
-def _parse_share(files, part, parts, allowed, names, on_error):
+def _parse_share(files, part, parts, allowed, names, skip, header, found):
     """Parse this worker's lines, up to the first one that stops the load.
 
     Errors are recorded rather than raised, so that this worker still takes
@@ -283,14 +292,15 @@ def _parse_share(files, part, parts, allowed, names, on_error):
     """
     share, ordinal = _Share(), -1
     try:
-        for ordinal, (path, offset, line) in enumerate(iter_lines(files, part, parts)):
-            fields = _fields(line)
+        for ordinal, (path, offset, line) in enumerate(iter_lines(files, part, parts, header)):
+            fields = split(line)
             if not fields:
                 continue
             try:
+                fields = fields if found is None else _chosen(fields, found, names)
                 record = _record(fields, allowed, names)
             except _BadLine as problem:
-                if on_error == "raise":
+                if not skip:
                     share.bad = (ordinal, f"{path}:{line_number(path, offset)}: "
                                           f"{problem}: {line[:80]!r}")
                     break
@@ -303,14 +313,12 @@ def _parse_share(files, part, parts, allowed, names, on_error):
     return share
 
 
-def _fields(line):
-    """The fields of one line, comment dropped; ``[]`` for a blank line."""
-    text = line.split("#", 1)[0]
-    if not text.strip():
-        return []
-    if "," in text:
-        return [item.strip() for item in text.split(",")]
-    return text.split()
+def _chosen(fields, found, names):
+    """The line's fields of the chosen columns, in the loader's order."""
+    try:
+        return select(fields, found, names)
+    except ValueError as error:
+        raise _BadLine(str(error)) from None
 
 
 def _record(fields, allowed, names):
@@ -355,7 +363,7 @@ def _agree_field_count(summaries, allowed):
     return 2
 
 
-def _raise_first_error(summaries, count, on_error):
+def _raise_first_error(summaries, count, skip):
     """Raise, on every worker alike, the error of the input's first line that
     stops the load: see :class:`_Share`, and in raise mode also a line whose
     field count differs from ``count``."""
@@ -363,7 +371,7 @@ def _raise_first_error(summaries, count, on_error):
                if share_bad), default=None)
     mixed = min(((part, ordinal, path, offset, n) for part, (first, _) in enumerate(summaries)
                  for n, (ordinal, path, offset) in first.items()
-                 if n != count and on_error == "raise"), default=None)
+                 if n != count and not skip), default=None)
     if mixed and (bad is None or mixed[:2] < bad[:2]):
         raise DataError(_mixing(*mixed[2:], count, summaries))
     if bad:
@@ -379,18 +387,17 @@ def _mixing(path, offset, n, count, summaries):
             f"weighted and unweighted lines must not be mixed")
 
 
-def _agree_ids(comm, records, same_ids, skipped):
-    """The global sorted id arrays ``(src_ids, dst_ids)`` and the total of
-    skipped lines, from every worker's own ids and count."""
+def _agree_ids(comm, records, same_ids):
+    """The global sorted id arrays ``(src_ids, dst_ids)`` from every worker's
+    own ids."""
     sources = {record[0] for record in records}
     targets = {record[1] for record in records}
     mine = (sources | targets, None) if same_ids else (sources, targets)
-    gathered = _allgather(comm, (mine, skipped))
-    total = sum(count for _, count in gathered)
-    src_ids = _sorted_ids(set().union(*(ids[0] for ids, _ in gathered)))
+    gathered = _allgather(comm, mine)
+    src_ids = _sorted_ids(set().union(*(ids[0] for ids in gathered)))
     if same_ids:
-        return src_ids, src_ids, total
-    return src_ids, _sorted_ids(set().union(*(ids[1] for ids, _ in gathered))), total
+        return src_ids, src_ids
+    return src_ids, _sorted_ids(set().union(*(ids[1] for ids in gathered)))
 
 
 def _sorted_ids(ids):

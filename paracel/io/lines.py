@@ -175,14 +175,17 @@ def byte_ranges(files, parts):
     return ranges
 
 
-def iter_lines(files, part, parts):
+def iter_lines(files, part, parts, header=False):
     """Yield ``(path, offset, line)`` for the lines of share ``part`` of ``parts``.
 
     ``line`` is decoded UTF-8 without its line end; ``offset`` is its first
-    byte in ``path`` (see :func:`line_number` for messages).
+    byte in ``path`` (see :func:`line_number` for messages). With
+    ``header``, each file's first line is not yielded.
     """
     for path, start, end in byte_ranges(files, parts)[part]:
-        yield from lines_between(path, start, end)
+        for found in lines_between(path, start, end):
+            if not (header and found[1] == 0):
+                yield found
 
 
 def lines_between(path, start, end):
