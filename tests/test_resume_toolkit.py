@@ -212,8 +212,9 @@ def h5_contents(path):
 
         def visit(name, node):
             found.update({f"{name}@{key}": _plain(value) for key, value in node.attrs.items()})
-            if isinstance(node, h5py.Dataset):
-                found[name] = node[...]
+            if isinstance(node, h5py.Dataset):   # text (an id map) as a list of str
+                found[name] = (node.asstr()[...].tolist()
+                               if h5py.check_string_dtype(node.dtype) else node[...])
         handle.visititems(visit)
     return found
 
