@@ -10,6 +10,7 @@ BUNDLED = {
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
+    "recommend": "paracel.algorithms.recommend:Recommend",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
     "svd": "paracel.algorithms.svd:TruncatedSVD",
     "wc": "paracel.algorithms.wc:WordCount",
