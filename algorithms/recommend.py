@@ -160,7 +160,7 @@ class Recommend(paracel.Algorithm):
     summary = "exact top-k items per user from saved mf/als factors, seen items excluded"
     parameters = {
         "model": paracel.Param(str, config.REQUIRED, "an mf or als model.h5 with id maps "
-                               "(relative to the job file's folder)"),
+                               "(relative to the job file's folder)", path=True),
         "topk": paracel.Param(int, 10, "items recommended per user", low=1),
         "exclude_seen": paracel.Param(bool, True, "leave out the items a user rated in the "
                                       "input"),
@@ -199,8 +199,8 @@ class Recommend(paracel.Algorithm):
         """Nothing to take back (see :meth:`state`)."""
 
     def model_path(self):
-        """``model``, relative to the job file's folder."""
-        return os.path.join(self.job_dir, os.path.expanduser(self.model))
+        """``model`` (made absolute by the launcher, relative to the job file)."""
+        return os.path.abspath(os.path.expanduser(self.model))
 
     def item_factors(self, path, info):
         """The item factors on the servers: loaded from the file in clock 0

@@ -32,7 +32,8 @@ ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
 CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "svd": "svd.json",
+         "mf": "mf.json", "pagerank": "pagerank.json", "recommend": "recommend.json",
+         "sim": "sim.json", "svd": "svd.json",
          "wc": "wc.json"}
 
 
@@ -50,11 +51,20 @@ def test_describe_is_complete(name):
         assert f"  {param_name} ({param.describe_type()}, default " in text
 
 
+def required_from_conf(name, cls):
+    """The values the shipped job file gives the required parameters (e.g.
+    recommend's model)."""
+    job = config.load(os.path.join(ROOT, "conf", CONFS[name]))
+    return {key: job.params[key] for key, param in cls.parameters.items()
+            if param.default is config.REQUIRED}
+
+
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_defaults_pass_the_declarations_and_build(name):
     cls = resolve(name)
     defaults = {key: param.default for key, param in cls.parameters.items()
                 if param.default is not config.REQUIRED}
+    defaults.update(required_from_conf(name, cls))
     assert config.check_params(defaults, cls.parameters) == defaults
     algorithm = cls(**defaults)
     assert algorithm.get_params() == defaults
@@ -69,9 +79,10 @@ def wrong_value(param):
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_every_parameter_refuses_the_wrong_type_naming_it(name):
     cls = resolve(name)
+    required = required_from_conf(name, cls)
     for param_name, param in cls.parameters.items():
         with pytest.raises(ConfigError, match=rf"^params\.{param_name}: "):
-            config.check_params({param_name: wrong_value(param)}, cls.parameters)
+            config.check_params({**required, param_name: wrong_value(param)}, cls.parameters)
 
 
 @pytest.mark.parametrize("name", sorted(CONFS))

@@ -96,6 +96,9 @@ CASES = {
     # from the checkpoint of the last evaluation clock, before its report.
     "mf": Case("mf.json", params={"epochs": 6}),
     "als": Case("als.json", params={"iterations": 4, "lambdas": [0.03, 0.3]}),
+    # recommend: one clock (the item factors loaded onto the servers), then
+    # scoring that only reads: bitwise
+    "recommend": Case("recommend.json"),
     # svd: the servers add the workers' A^T A V pushes in arrival order, so
     # two uninterrupted runs differ in the last bits (the Gram sums and the
     # final QR are in worker order); a fixed number of iterations (tol 0) so
@@ -121,7 +124,12 @@ def write_job(tmp_path, name, case, every=2):
         job = json.load(handle)
     job["input"] = os.path.normpath(os.path.join(CONF, job["input"]))
     job.update(case.job)
-    job["params"] = {**job.get("params", {}), **case.params}
+    # path parameters (e.g. recommend's model) stay relative to conf/
+    from paracel import config
+    from paracel.run import resolve
+
+    job["params"] = config.resolve_param_paths({**job.get("params", {}), **case.params},
+                                               resolve(job["algorithm"]).parameters, CONF)
     job["output"] = str(tmp_path / f"{name}-out")
     job["checkpoint"] = {"dir": str(tmp_path / f"{name}-ckpt"), "every": every, "keep": 2}
     job["modules"] = [*job.get("modules", []), "kill_at"]
