@@ -61,6 +61,8 @@ BENCHES = {
     "als": ("NumPy ALS-WR", None),
     "lda": ("lda package", None),
     "lr": ("sklearn LogisticRegression", ["gd-0", "sgd-0"]),
+    "svd": ("scipy svds", ["insteval-svds", "movielens-svds"]),
+    "recommend": ("NumPy brute force", None),
 }
 
 HEADER = ["algorithm", "data", "job wall s", "solve s", "reference s", "solve/ref", "metric",
