@@ -163,3 +163,13 @@ def test_a_model_without_id_maps_is_refused(tmp_path, trained):
                                      "input": trained[0], "params": {"model": str(old)}})
     assert code == 2, stderr                          # a user error, one line
     assert "no user_ids, item_ids" in stderr and str(old) in stderr
+
+
+@pytest.mark.mpi
+def test_a_line_without_an_item_names_its_file_and_line(tmp_path, trained):
+    path = tmp_path / "seen.txt"
+    path.write_text("1 31 2.5\n1 1029 3\n7\n")
+    code, stderr = launch(tmp_path, {"algorithm": "recommend", "processes": 2,
+                                     "input": str(path), "params": {"model": trained[2]}})
+    assert code == 2, stderr
+    assert f"{path}:3" in stderr

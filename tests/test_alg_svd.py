@@ -174,3 +174,27 @@ def test_k_above_the_matrix_is_refused(tmp_path, digits):
                                      "params": {"k": 65, "input_format": "dense"}})
     assert code == 2, stderr
     assert "params.k: 65 exceeds" in stderr
+
+
+@pytest.mark.mpi
+def test_a_ragged_dense_line_names_its_file_and_line(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,1,2,3\nb,4,5,6\nc,7,8,9\nd,1,1\n")
+    code, stderr = launch(tmp_path, {"algorithm": "svd", "processes": 3, "input": str(path),
+                                     "params": {"k": 2, "input_format": "dense"}})
+    assert code == 2, stderr
+    assert f"{path}:4" in stderr
+
+
+@pytest.mark.mpi
+def test_more_components_than_the_rank_is_refused(tmp_path):
+    path = tmp_path / "rank2.csv"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 2)) @ rng.standard_normal((2, 8))     # rank 2
+    path.write_text("".join(f"r{i}," + ",".join(map(repr, row)) + "\n"
+                            for i, row in enumerate(X.tolist())))
+    code, stderr = launch(tmp_path, {"algorithm": "svd", "processes": 3, "input": str(path),
+                                     "params": {"k": 2, "oversampling": 3,
+                                                "input_format": "dense"}})
+    assert code == 2, stderr
+    assert "rank below k + oversampling = 5" in stderr
