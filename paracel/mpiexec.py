@@ -161,9 +161,10 @@ def command(mpiexec, processes, extra=(), environ=os.environ):
     return command + list(extra), env
 
 
-def relaunch(job, argv, extra=()):
+def relaunch(job, argv, extra=(), sink=None):
     """Run ``python -m paracel.run argv`` under mpiexec with the job's
-    process count; the exit status, made non-zero if the job did not finish."""
+    process count; the exit status, made non-zero if the job did not finish.
+    mpiexec's standard error goes to ``sink`` (bytes; default ours)."""
     from paracel.run import EXIT_INTERRUPTED
 
     launch, env = command(find(), job.processes, extra)
@@ -171,7 +172,8 @@ def relaunch(job, argv, extra=()):
     process = subprocess.Popen([*launch, sys.executable, "-m", "paracel.run", *argv], env=env,
                                stderr=subprocess.PIPE)
     forwarding = threading.Thread(target=forward_stderr,
-                                  args=(process.stderr, sys.stderr.buffer), daemon=True)
+                                  args=(process.stderr, sink or sys.stderr.buffer),
+                                  daemon=True)
     forwarding.start()
     try:
         code = process.wait()
