@@ -75,20 +75,8 @@ Text lines ``user item rating`` (see :mod:`paracel.io.graph`); a repeated
 
 Parameters
 ----------
-k : int, default 10
-    Latent factors per user and item.
-iterations : int, default 10
-    Alternations (user half-step, item half-step) per λ.
-lambdas : list of float, default [0.05]
-    The λ values to fit and compare (each > 0).
-center : bool, default True
-    Fit ``r − μ`` (μ the mean training rating) rather than ``r``.
-init_scale : float, default 0.1
-    Item factors start uniform in ``[0, init_scale)``.
-holdout : float, default 0.1
-    Fraction of ratings held out for validation (> 0 with several λ).
-factor_files : bool, default True
-    Also write the text factor files.
+Declared in ``ALS.parameters`` (one source for checks, ``--describe
+als`` and the README table, which a test keeps equal).
 
 Output
 ------

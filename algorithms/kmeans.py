@@ -83,23 +83,8 @@ with ``load_dense``.
 
 Parameters
 ----------
-k : int, default 8
-    Number of clusters.
-max_iter : int, default 300
-    Most Lloyd iterations.
-tol : float, default 1e-4
-    Relative tolerance on the squared center shift (see above); 0 stops only
-    when the labels no longer change.
-init_centers : str or null
-    A text file of ``k`` initial centers, one per line, values separated by
-    commas or whitespace (relative paths are taken from the current folder).
-    ``null``: k-means++ from the job's seed.
-n_init : int, default 1
-    Independent k-means++ seedings (run ``r`` draws from ``[seed, r]``), each
-    followed by Lloyd; the run with the lowest final inertia wins (the first
-    on ties). Ignored with ``init_centers``.
-n_local_trials : int or null
-    Candidates per k-means++ step; ``null``: ``2 + int(ln k)``.
+Declared in ``KMeans.parameters`` (one source for checks, ``--describe
+kmeans`` and the README table, which a test keeps equal).
 
 Output
 ------

@@ -90,24 +90,8 @@ One document per line, in one of two formats (parameter ``format``):
 
 Parameters
 ----------
-topics : int, default 10
-    The number of topics ``K``.
-alpha : float, default 0.1
-    Symmetric Dirichlet prior on the document-topic distributions (> 0).
-beta : float, default 0.01
-    Symmetric Dirichlet prior on the topic-word distributions (> 0); ``eta``
-    in the ``lda`` package.
-iterations : int, default 100
-    Gibbs sweeps (= clocks).
-chunks : int, default 32
-    Vectorised sampling steps per sweep (see above; 1 samples each worker's
-    whole share at once, larger is closer to the serial sampler and slower).
-format : {"bow", "text"}, default "bow"
-    The input format.
-vocab_size : int or null, default null
-    ``bow`` only: the vocabulary size when some word ids never occur.
-top_words : int, default 10
-    Words per topic in ``topics.txt``.
+Declared in ``LDA.parameters`` (one source for checks, ``--describe
+lda`` and the README table, which a test keeps equal).
 
 Output
 ------

@@ -92,26 +92,8 @@ comments; see :mod:`paracel.io.graph`). Ids are any strings; a repeated
 
 Parameters
 ----------
-k : int, default 10
-    Latent factors per user and item.
-epochs : int, default 20
-    Passes over the training ratings.
-learning_rate : float, default 0.01
-    SGD step size of the first epoch.
-decay : float, default 1.0
-    Per-epoch factor on the learning rate.
-reg : float, default 0.05
-    L2 regularisation of factors and biases.
-batch_size : int, default 256
-    Ratings per vectorised mini-batch.
-clocks_per_epoch : int, default 4
-    Pull–SGD–push rounds (SSP clocks) per epoch and worker.
-init_scale : float, default 0.1
-    Half-width of the uniform initial factors.
-holdout : float, default 0.1
-    Fraction of ratings held out (hash split).
-factor_files : bool, default True
-    Also write the text factor files.
+Declared in ``MatrixFactorization.parameters`` (one source for checks, ``--describe
+mf`` and the README table, which a test keeps equal).
 
 Output
 ------

@@ -88,21 +88,8 @@ Nodes are those named by the edges (an edge list cannot hold isolated nodes).
 
 Parameters
 ----------
-damping : float in [0, 1], default 0.85
-    Probability of following a link (networkx's ``alpha``).
-tol : float >= 0, default 1e-9
-    Stop when the L1 change of the rank vector in one iteration is below this.
-max_iter : int >= 1, default 100
-    At most this many iterations; ``converged`` in the metrics says whether
-    ``tol`` was reached.
-undirected : bool, default false
-    Each edge also runs backwards (self-loops once), as for an ``nx.Graph``.
-weighted : bool, default true
-    Use the third column as the edge weight (networkx's ``weight="weight"``);
-    false: every edge weighs 1 (``weight=None``).
-partition : {"smap", "fmap", "fsmap"}, default "smap"
-    Split the edges over the workers by destination, by source, or in 2-D
-    blocks (see ``paracel.io.graph``); any split gives the same ranks.
+Declared in ``PageRank.parameters`` (one source for checks, ``--describe
+pagerank`` and the README table, which a test keeps equal).
 
 Output
 ------

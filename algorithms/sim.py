@@ -41,12 +41,8 @@ integers). ``input_format: "dense"``: ``id,f1,...,fk`` lines
 
 Parameters
 ----------
-topk : int, default 10
-    Neighbours kept per item.
-input_format : {"ratings", "dense"}, default "ratings"
-    How the input reads (see above).
-block_items : int, default 128
-    Item vectors per block of the distributed matrix (one pull each).
+Declared in ``CosineSimilarity.parameters`` (one source for checks, ``--describe
+sim`` and the README table, which a test keeps equal).
 
 Output
 ------
