@@ -13,16 +13,26 @@ What it checks, for each algorithm:
 * it implements the resume contract (``state`` and ``restore``);
 * its shipped job file validates and names data that exists.
 
-Running every algorithm on data, resuming it after a kill and comparing it
-with a reference are the per-algorithm tests and
-``tests/test_resume_toolkit.py``.
+and, under mpiexec, on its shipped data made short (the resume cases'
+parameters):
+
+* it runs with 1 worker and 2 servers, and with 4 workers and 1 server:
+  exit 0, ``metrics.json`` with its metrics;
+* a model it saves describes itself (algorithm, parameters, version).
+
+Resuming every algorithm after a kill is checked by
+``tests/test_resume_toolkit.py``, results against references by the
+per-algorithm tests.
 """
 
+import json
 import os
+import sys
 
 import pytest
 
-from conftest import HERE
+from conftest import HERE, run_command
+from test_resume_toolkit import CASES, check_model_describes_itself, metrics_of
 from paracel import config
 from paracel.algorithms import BUNDLED
 from paracel.errors import ConfigError
@@ -86,3 +96,24 @@ def test_shipped_job_file_validates(name):
     cls.check_job(cls(**config.resolve_param_paths(job.params, cls.parameters,
                                                      os.path.dirname(job.path))), job)
     assert config.input_files(job.input)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("workers,servers", [(1, 2), (4, 1)])
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_runs_with_any_number_of_workers_and_servers(tmp_path, name, workers, servers):
+    case = CASES[name]
+    with open(os.path.join(ROOT, "conf", CONFS[name]), encoding="utf-8") as handle:
+        job = json.load(handle)
+    job.update({**case.job, "processes": workers + servers, "servers": servers,
+                "input": os.path.normpath(os.path.join(ROOT, "conf", job["input"])),
+                "output": str(tmp_path / "out"),
+                "params": {**job.get("params", {}), **case.params}})
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(path)], 120)
+    assert code == 0, err[-5000:]
+    report = metrics_of(tmp_path / "out")
+    assert (report["workers"], report["servers"]) == (workers, servers)
+    assert report["metrics"], "no metrics"
+    check_model_describes_itself(tmp_path / "out", name, report)

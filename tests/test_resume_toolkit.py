@@ -135,6 +135,18 @@ def paracel(path, *args, kill=None, timeout=180):
                        env=env)
 
 
+def check_model_describes_itself(output, algorithm, report):
+    """A model the job saved names the algorithm, its effective parameters
+    and the project version (the common model check; see test_common_check)."""
+    import paracel
+
+    path = os.path.join(output, "model.h5")
+    if os.path.exists(path):
+        model = paracel.load_model(path)
+        assert (model.algorithm, model.version) == (algorithm, paracel.__version__)
+        assert model.params == report["config"]["params"]
+
+
 def metrics_of(output):
     with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
         return json.load(handle)
@@ -147,6 +159,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, name):
     code, _, err, _ = paracel(reference)
     assert code == 0, err[-5000:]
     expected = metrics_of(tmp_path / "reference-out")
+    check_model_describes_itself(tmp_path / "reference-out", name.partition("-")[0], expected)
     workers = expected["workers"]
     last = max(expected["timings"]["per_worker_clocks"])
     seed = int(os.environ.get("PARACEL_TEST_SEED", random.randrange(10 ** 6)))
