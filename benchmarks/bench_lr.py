@@ -17,10 +17,7 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -30,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.preprocessing import StandardScaler
 
-from _common import print_table, result_row, write_json
+from _common import (print_table, result_row, run_paracel, write_json)
 
 C = 0.1
 
@@ -46,17 +43,9 @@ def data(copies):
 
 def run_job(folder, name, path, staleness, params):
     """Run one paracel job; returns (wall seconds, metrics.json)."""
-    job = os.path.join(folder, f"{name}.json")
-    with open(job, "w", encoding="utf-8") as handle:
-        json.dump({"algorithm": "lr", "input": path, "staleness": staleness, "seed": 1,
-                   "output": os.path.join(folder, name), "log_level": "warning",
-                   "params": params}, handle)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", "5", "--servers", "1"],
-                   check=True)
-    wall = time.perf_counter() - start
-    with open(os.path.join(folder, name, "metrics.json"), encoding="utf-8") as handle:
-        return wall, json.load(handle)
+    run = run_paracel(folder, name, {"algorithm": "lr", "input": path, "staleness": staleness,
+                                     "seed": 1, "params": params})
+    return run.wall, run.metrics
 
 
 def main():
