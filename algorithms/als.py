@@ -73,11 +73,6 @@ Input
 Text lines ``user item rating`` (see :mod:`paracel.io.graph`); a repeated
 ``(user, item)`` pair counts as two ratings.
 
-Parameters
-----------
-Declared in ``ALS.parameters`` (one source for checks, ``--describe
-als`` and the README table, which a test keeps equal).
-
 Output
 ------
 ``model.h5``

@@ -81,11 +81,6 @@ Input
 Dense vectors, one per line: ``id,f1,...,fk`` (commas or whitespace), read
 with ``load_dense``.
 
-Parameters
-----------
-Declared in ``KMeans.parameters`` (one source for checks, ``--describe
-kmeans`` and the README table, which a test keeps equal).
-
 Output
 ------
 ``OUTPUT/centers.txt``: ``k`` lines of comma-separated coordinates, and

@@ -88,11 +88,6 @@ One document per line, in one of two formats (parameter ``format``):
     (agreed with one ``allgather``); a document's id is its line number
     (0-based, over all input files in order).
 
-Parameters
-----------
-Declared in ``LDA.parameters`` (one source for checks, ``--describe
-lda`` and the README table, which a test keeps equal).
-
 Output
 ------
 ``topics.txt``

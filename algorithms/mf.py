@@ -90,11 +90,6 @@ Text lines ``user item rating`` (whitespace- or comma-separated, ``#``
 comments; see :mod:`paracel.io.graph`). Ids are any strings; a repeated
 ``(user, item)`` pair counts as two ratings.
 
-Parameters
-----------
-Declared in ``MatrixFactorization.parameters`` (one source for checks, ``--describe
-mf`` and the README table, which a test keeps equal).
-
 Output
 ------
 ``model.h5``

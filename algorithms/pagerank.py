@@ -86,11 +86,6 @@ ids are any strings. Each line is one directed edge; repeated edges add their
 weights (as networkx does for multigraphs). Weights must be non-negative.
 Nodes are those named by the edges (an edge list cannot hold isolated nodes).
 
-Parameters
-----------
-Declared in ``PageRank.parameters`` (one source for checks, ``--describe
-pagerank`` and the README table, which a test keeps equal).
-
 Output
 ------
 ``OUTPUT/rank_<worker_id>``: ``node\\trank`` lines for the worker's node range

@@ -39,11 +39,6 @@ pairs summed), items numbered in sorted id order (numeric when all ids are
 integers). ``input_format: "dense"``: ``id,f1,...,fk`` lines
 (``load_dense``); each line is an item, numbered in input order.
 
-Parameters
-----------
-Declared in ``CosineSimilarity.parameters`` (one source for checks, ``--describe
-sim`` and the README table, which a test keeps equal).
-
 Output
 ------
 ``OUTPUT/sim_<worker>``: one line per item of that worker,
