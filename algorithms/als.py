@@ -215,7 +215,7 @@ class ALS(RatingsAlgorithm):
         start = DistMatrix(None, "item_factors", Q.shape, block_rows=Q.block_rows)
         self.write_multi({Q.block_key(b): start.initial_block(b, init="random", seed=self.seed,
                                                               scale=self.init_scale)
-                          for b in range(self.worker_id, Q.num_blocks, self.num_workers)})
+                          for b in self.my_blocks(Q)})
         self.sync()
 
     def evaluation(self, P, Q, train, valid, chosen):
@@ -245,7 +245,7 @@ class ALS(RatingsAlgorithm):
         if self.best([self.lambda_result(sums) for sums in self.sums_]) == index:
             pairs = [(source.block_key(b), target.block_key(b))
                      for source, target in zip((P, Q), chosen)
-                     for b in range(self.worker_id, source.num_blocks, self.num_workers)]
+                     for b in self.my_blocks(source)]
             if pairs:
                 values = self.read_multi([source for source, _ in pairs])
                 self.write_multi({target: value for (_, target), value in zip(pairs, values)})

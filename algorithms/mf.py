@@ -420,7 +420,7 @@ class MatrixFactorization(RatingsAlgorithm):
         matrix = self.matrix(name, (rows, self.k + 1), block_rows=block_rows(rows, self.k + 1),
                              create=False)
         if self.clock == 0:  # a resumed job finds the trained factors
-            mine = range(self.worker_id, matrix.num_blocks, self.num_workers)
+            mine = self.my_blocks(matrix)
             self.write_multi({matrix.block_key(b): initial_block(matrix, b, self.seed,
                                                                  self.init_scale)
                               for b in mine})

@@ -276,7 +276,7 @@ class Algorithm:
 
         matrix = DistMatrix(self._runtime.client, name, shape, dtype, block_rows, sparse)
         if create and not self.resumed:
-            matrix.create(self._my_blocks(matrix), init=init, value=value, seed=self.seed,
+            matrix.create(self.my_blocks(matrix), init=init, value=value, seed=self.seed,
                           scale=scale)
             self.sync()
         return matrix
@@ -301,7 +301,9 @@ class Algorithm:
 
         return open_table(self._runtime.client, name, width, dtype, admit)
 
-    def _my_blocks(self, matrix):
+    def my_blocks(self, matrix):
+        """The blocks of ``matrix`` this worker creates, loads or writes when
+        the workers share a whole-matrix task: every ``num_workers``-th."""
         return range(self.worker_id, matrix.num_blocks, self.num_workers)
 
     def save_model(self, path, matrices, **attrs):
@@ -339,7 +341,7 @@ class Algorithm:
 
         shape, stored, sparse = h5.matrix_info(path, name)
         matrix = self.matrix(name, shape, dtype or stored, block_rows, sparse, create=False)
-        h5.load_blocks(path, matrix, self._my_blocks(matrix))
+        h5.load_blocks(path, matrix, self.my_blocks(matrix))
         self.sync()
         return matrix
 
