@@ -77,8 +77,9 @@ Output
 ------
 ``model.h5``
     Datasets ``user_factors`` and ``item_factors`` (rows in index order, ids
-    sorted numerically when all are integers, else as text) of the chosen λ;
-    file attributes ``lambda``, ``global_mean`` (the μ used) and ``k``.
+    sorted numerically when all are integers, else as text) of the chosen λ,
+    ``user_ids`` and ``item_ids`` (the input's ids as UTF-8 strings, row
+    ``j`` of each factor matrix being id ``j``); file attributes ``lambda``, ``global_mean`` (the μ used) and ``k``.
 ``user_factors_<worker>``, ``item_factors_<worker>``
     ``id<TAB>f1,...,fk`` lines of the chosen λ's factors.
 ``metrics.json``
@@ -92,7 +93,7 @@ import numpy as np
 import scipy.sparse as sp
 
 import paracel
-from paracel.algorithms.mf import RatingsAlgorithm, block_rows
+from paracel.algorithms.mf import RatingsAlgorithm, block_rows, id_maps
 from paracel.matrix import DistMatrix
 
 
@@ -285,7 +286,7 @@ class ALS(RatingsAlgorithm):
     def keep(self, P, Q, lam, triples):
         """Write the chosen λ's factors as the output (collective; reads only,
         so a resumed finished job writes the same again)."""
-        self.save_model("model.h5", [P, Q], **{"lambda": lam, "global_mean": self.mean_,
+        self.save_model("model.h5", [P, Q, *id_maps(triples)], **{"lambda": lam, "global_mean": self.mean_,
                                                "k": self.k})
         if self.factor_files:
             self.write_factor_files(P, Q, triples)

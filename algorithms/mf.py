@@ -95,7 +95,9 @@ Output
 ``model.h5``
     Datasets ``user_factors`` and ``item_factors`` (rows ``[p_u, b_u]`` and
     ``[q_i, b_i]`` in index order, ids sorted numerically when all are
-    integers, else as text); file attributes ``global_mean`` and ``k``.
+    integers, else as text), ``user_ids`` and ``item_ids`` (the input's ids
+    as UTF-8 strings, row ``j`` of each factor matrix being id ``j``); file
+    attributes ``global_mean`` and ``k``.
 ``user_factors_<worker>``, ``item_factors_<worker>``
     ``id<TAB>f1,...,fk,bias`` lines: the users of the worker's block, and
     the worker's share of the items.
@@ -257,6 +259,12 @@ def sgd_pass(P, Q, users, items, ratings, mean, lr, reg, batch_size):
         np.add.at(Q, i, lr * _steps(err, pu, qi, reg))
 
 
+def id_maps(triples):
+    """The ``(name, ids)`` pairs a ratings model saves next to its factors:
+    ``user_ids`` and ``item_ids``, the original id of each factor row."""
+    return [("user_ids", triples.src_ids), ("item_ids", triples.dst_ids)]
+
+
 def rmse(sse, count):
     """Root mean squared error from a sum and a count (``None`` for no ratings)."""
     return float(np.sqrt(sse / count)) if count else None
@@ -390,7 +398,8 @@ class MatrixFactorization(RatingsAlgorithm):
             self.train_epoch(P, Q, train, epoch)
             self.evaluation_clock(P, Q, train, heldout, (epoch,), epoch=epoch + 1)
         final = self.final_evaluation(P, Q, train, heldout, ("final",))
-        self.save_model("model.h5", [P, Q], global_mean=self.mean_, k=self.k)
+        self.save_model("model.h5", [P, Q, *id_maps(triples)], global_mean=self.mean_,
+                        k=self.k)
         if self.factor_files:
             self.write_factor_files(P, Q, triples)
         return {**final, "global_mean": self.mean_, "epochs": self.epochs,

@@ -94,6 +94,8 @@ def load_model(path):
 
 def _read(node, where):
     if isinstance(node, h5py.Dataset):
+        if h5py.check_string_dtype(node.dtype) is not None:   # e.g. an id map
+            return np.array(node.asstr()[()], dtype=str)
         return node[()]
     if {"data", "indices", "indptr"} <= set(node) and "shape" in node.attrs:
         shape = tuple(int(n) for n in node.attrs["shape"])

@@ -56,7 +56,8 @@ def save_matrices(path, matrices, attrs=None):
         Written as datasets named for each matrix (dense), or as groups with
         ``data``/``indices``/``indptr`` datasets (sparse); a ``(name,
         array)`` pair (e.g. a row table's ids and weights) as a dataset of
-        that name.
+        that name; an array of ``str`` (e.g. an id map) is stored as UTF-8
+        strings (:func:`paracel.load_model` gives back ``str``).
     attrs : dict, optional
         Extra file attributes (JSON-able scalars and strings).
     """
@@ -68,12 +69,22 @@ def save_matrices(path, matrices, attrs=None):
                 handle.attrs[key] = value
             for matrix in matrices:
                 if isinstance(matrix, tuple):
-                    handle.create_dataset(matrix[0], data=matrix[1])
+                    handle.create_dataset(matrix[0], data=_storable(matrix[1]))
                 else:
                     _save_one(handle, matrix)
         os.replace(temporary, path)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+def _storable(values):
+    """``values`` as h5py can store them: text as variable-length UTF-8."""
+    values = np.asarray(values)
+    if values.dtype.kind == "U":
+        import h5py
+
+        return values.astype(object).astype(h5py.string_dtype("utf-8"))
+    return values
 
 
 def _save_one(handle, matrix):
