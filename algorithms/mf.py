@@ -259,6 +259,18 @@ def sgd_pass(P, Q, users, items, ratings, mean, lr, reg, batch_size):
         np.add.at(Q, i, lr * _steps(err, pu, qi, reg))
 
 
+def rows_by_id(factors, model_ids, ids):
+    """The factor rows of ``ids`` (zero rows for ids the model lacks) and how
+    many of them it lacks."""
+    index = {name: row for row, name in enumerate(np.asarray(model_ids).tolist())}
+    where = np.array([index.get(name, -1) for name in np.asarray(ids).tolist()],
+                     dtype=np.int64)
+    rows = np.zeros((where.size, factors.shape[1]))
+    known = where >= 0
+    rows[known] = factors[where[known]]
+    return rows, int(where.size - np.count_nonzero(known))
+
+
 def id_maps(triples):
     """The ``(name, ids)`` pairs a ratings model saves next to its factors:
     ``user_ids`` and ``item_ids``, the original id of each factor row."""
@@ -284,6 +296,31 @@ class RatingsAlgorithm(paracel.Algorithm):
     def predict(self, user_rows, item_rows):
         """Predicted ratings for aligned rows of the two factor matrices."""
         raise NotImplementedError
+
+    @classmethod
+    def apply_model(cls, worker, model):
+        """Predict the ratings of ``worker``'s share of ``user item
+        [rating]`` lines with a saved model (``predict``): ``pred_<worker>``
+        lines ``user\titem\tprediction``, and the RMSE against the input's
+        ratings. A user or item the model does not know has a zero row
+        (its prediction falls back to the mean and the other side's bias)."""
+        triples = worker.load_ratings(partition="fmap")
+        algorithm = cls(**model.params)
+        algorithm.mean_ = model.attrs["global_mean"]
+        users = triples.src_ids[triples.src] if triples.src.size else np.zeros(0, str)
+        items = triples.dst_ids[triples.dst] if triples.dst.size else np.zeros(0, str)
+        (user_rows, unknown_users), (item_rows, unknown_items) = (
+            rows_by_id(model[f"{side}_factors"], model[f"{side}_ids"], ids)
+            for side, ids in (("user", users), ("item", items)))
+        predicted = algorithm.predict(user_rows, item_rows)
+        worker.dump("pred_", [(u, (i, repr(float(p))))
+                              for u, i, p in zip(users.tolist(), items.tolist(), predicted)],
+                    sep="\t")
+        sse, count, lost_users, lost_items = worker.sum_over_workers(
+            [float(((predicted - triples.weight) ** 2).sum()), predicted.size,
+             unknown_users, unknown_items])
+        return {"rmse": rmse(sse, count), "predictions": int(count),
+                "unknown_users": int(lost_users), "unknown_items": int(lost_items)}
 
     def pull_both(self, P, users, Q, items):
         """Rows of both factor matrices in one round trip to each server."""
