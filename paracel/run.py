@@ -341,6 +341,8 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
         return predict(argv[1:])
+    if argv[:1] == ["plot"]:
+        return plot(argv[1:])
     argv, passthrough = split_passthrough(argv)
     args = parse_args(argv)
     launched = mpiexec.launched_rank()
@@ -408,6 +410,26 @@ def predict(argv):
         return EXIT_USER_ERROR
     except JobFailed as failed:
         return failed.code
+    return 0
+
+
+def plot(argv):
+    """``python -m paracel.run plot OUTPUT [--to FILE]``: draw a finished
+    job's per-clock history (:mod:`paracel.plot`)."""
+    from paracel import plot as plotting
+
+    parser = argparse.ArgumentParser(
+        prog="python -m paracel.run plot",
+        description="Draw a finished job's metrics against clock and wall time, and each "
+                    "worker's waiting (needs matplotlib).")
+    parser.add_argument("output", help="the job's output folder")
+    parser.add_argument("--to", help="the picture (default: OUTPUT/history.png)")
+    args = parser.parse_args(argv)
+    try:
+        print(f"paracel: wrote {plotting.plot(args.output, args.to)}")
+    except UserError as error:
+        report_early_error(error)
+        return EXIT_USER_ERROR
     return 0
 
 
