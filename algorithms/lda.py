@@ -146,6 +146,10 @@ class LDA(paracel.Algorithm):
 
     # -- the run -----------------------------------------------------------
 
+    def expected_clocks(self):
+        """One clock a sweep."""
+        return self.iterations
+
     def solve(self):
         doc_ids, X, names = self.load_corpus()
         shard = self.shard_ = Shard(X, self.topics, self.chunks, self.rng(), self.worker_id,

@@ -420,6 +420,10 @@ class MatrixFactorization(RatingsAlgorithm):
     }
     prefix = "mf"
 
+    def expected_clocks(self):
+        """``clocks_per_epoch`` training clocks and one evaluation clock an epoch."""
+        return self.epochs * (self.clocks_per_epoch + 1)
+
     def predict(self, user_rows, item_rows):
         """``μ + b_u + b_i + p_u · q_i``."""
         return predict(user_rows, item_rows, self.mean_)

@@ -92,6 +92,11 @@ class Algorithm:
         """The algorithm; runs on every worker. May return a dict of final metrics."""
         raise NotImplementedError(f"{type(self).__name__} must define solve()")
 
+    def expected_clocks(self):
+        """How many clocks the run will take, if known (override): the live
+        progress line then shows a bar and an estimate of the time left."""
+        return None
+
     @classmethod
     def resumable(cls):
         """Whether this algorithm implements the resume contract: it overrides
@@ -580,8 +585,6 @@ class Algorithm:
         ``worker_history``), not as final metrics: per-worker progress for
         plots, e.g. each worker's own share of an objective."""
         self._runtime.pending.update(values)
-
-    # -- the run -----------------------------------------------------------
 
     # -- the run -----------------------------------------------------------
 
