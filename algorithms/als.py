@@ -130,6 +130,8 @@ class ALS(RatingsAlgorithm):
     """ALS with weighted-λ regularisation; see the module docstring."""
 
     summary = "ALS with weighted-lambda regularisation, lambda chosen on a validation split"
+    reads = ('"user item rating" lines (whitespace or commas; CSV with a header and chosen columns'
+             ' via the job keys header/columns)')
     parameters = {
         "k": paracel.Param(int, 10, "latent factors per user and item", low=1),
         "iterations": paracel.Param(int, 10, "alternations (user half-step, item "

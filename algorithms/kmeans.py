@@ -153,6 +153,8 @@ class KMeans(paracel.Algorithm):
     """k-means (Lloyd) with parallel k-means++ seeding."""
 
     summary = "k-means: parallel k-means++ seeding, Lloyd iterations, partial sums on servers"
+    reads = ('dense vectors, one per line: "id,f1,...,fk" (commas or whitespace); "columns": '
+             '{"id": null} when there is no id column; header/columns choose CSV columns')
     parameters = {
         "k": paracel.Param(int, 8, "number of clusters", low=1),
         "max_iter": paracel.Param(int, 300, "most Lloyd iterations", low=1),

@@ -122,6 +122,8 @@ class LDA(paracel.Algorithm):
     """Latent Dirichlet Allocation by distributed collapsed Gibbs sampling."""
 
     summary = "LDA topic model by collapsed Gibbs sampling (AD-LDA; n_wk, n_k on the servers)"
+    reads = ('format "bow": "doc word count" lines (integer ids); format "text": one document per '
+             'line, words separated by whitespace')
     parameters = {
         "topics": paracel.Param(int, 10, "number of topics K", low=1),
         "alpha": paracel.Param(float, 0.1, "document-topic Dirichlet prior", low=0,

@@ -404,6 +404,8 @@ class LogisticRegression(paracel.Algorithm):
 
     summary = ("binary logistic regression (L2/L1) on LIBSVM data: SGD under SSP "
                "or accelerated full-batch GD")
+    reads = ('LIBSVM lines: "label index:value ..." (labels +1/-1 or 1/0; indices 0- or 1-based, '
+             'detected; ids up to 2**64-2 for the id-keyed methods)')
     parameters = {
         "method": paracel.Param(str, "lbfgs", "lbfgs: L-BFGS (l2, none) or OWL-QN (l1); ftrl: "
                                 "FTRL-Proximal under SSP (both with the model in a row table "

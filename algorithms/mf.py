@@ -399,6 +399,8 @@ class MatrixFactorization(RatingsAlgorithm):
     """Biased matrix factorisation by mini-batch SGD; see the module docstring."""
 
     summary = "biased matrix factorisation by mini-batch SGD (factors on the servers)"
+    reads = ('"user item rating" lines (whitespace or commas; CSV with a header and chosen columns'
+             ' via the job keys header/columns)')
     parameters = {
         "k": paracel.Param(int, 10, "latent factors per user and item", low=1),
         "epochs": paracel.Param(int, 20, "passes over the training ratings", low=1),

@@ -61,6 +61,8 @@ class CosineSimilarity(paracel.Algorithm):
     """Top-k cosine neighbours of every item; item vectors on the servers."""
 
     summary = "item-item cosine similarity, top-k neighbours; item vectors on the servers"
+    reads = ('input_format "ratings": "user item value" lines (items are the vectors); "dense": '
+             '"id,f1,...,fk" lines')
     parameters = {
         "topk": paracel.Param(int, 10, "neighbours kept per item", low=1),
         "input_format": paracel.Param(str, "ratings", "'ratings' (user item value lines) or "

@@ -24,6 +24,7 @@ progress metrics.
 
 import logging
 import os
+import textwrap
 import time
 
 import numpy as np
@@ -44,11 +45,14 @@ class Algorithm:
     ----------------
     summary : str
         One line for ``--list``.
+    reads : str
+        The input format(s), for ``--describe``.
     parameters : dict of str to paracel.Param
         The algorithm's parameters, for validation and ``--describe``.
     """
 
     summary = ""
+    reads = ""
     parameters = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -80,7 +84,11 @@ class Algorithm:
     @classmethod
     def describe(cls):
         """Human-readable parameter table, for ``--describe``."""
-        lines = [f"{cls.__module__}:{cls.__qualname__}", f"  {cls.summary}", "", "parameters:"]
+        lines = [f"{cls.__module__}:{cls.__qualname__}", f"  {cls.summary}", ""]
+        if cls.reads:
+            lines += ["input:", *textwrap.wrap(cls.reads, 76, initial_indent="  ",
+                                               subsequent_indent="  "), ""]
+        lines.append("parameters:")
         for name, param in cls.parameters.items():
             default = "required" if param.default is config.REQUIRED else repr(param.default)
             choices = f"; one of {', '.join(map(repr, param.choices))}" if param.choices else ""

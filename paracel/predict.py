@@ -22,6 +22,7 @@ class Predict(paracel.Algorithm):
     """Apply a saved model (``params.model``) to the job's input."""
 
     summary = "apply a model saved by a job to new data (pred_<worker> files, scores)"
+    reads = "what the algorithm that made the model reads (see its --describe)"
     parameters = {
         "model": paracel.Param(str, REQUIRED, "the model file (model.h5) a job saved",
                                path=True),

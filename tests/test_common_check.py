@@ -4,8 +4,8 @@ line to :data:`CONFS`.
 
 What it checks, for each algorithm:
 
-* ``--describe`` is complete: a summary, and for every parameter a type, a
-  default (or "required") and a line of help;
+* ``--describe`` is complete: a summary, the input format, and for every
+  parameter a type, a default (or "required") and a line of help;
 * its declared defaults pass its own declarations, and the class builds
   from them (parameters stored in ``__init__`` only);
 * every parameter refuses a value of the wrong type with one message that
@@ -52,8 +52,9 @@ def test_every_bundled_algorithm_is_checked():
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_describe_is_complete(name):
     cls = resolve(name)
-    assert cls.summary.strip()
+    assert cls.summary.strip() and cls.reads.strip(), f"{name}: summary and reads"
     text = cls.describe()
+    assert "\ninput:\n" in text
     for param_name, param in cls.parameters.items():
         assert param.help.strip(), f"{name}.{param_name} has no help"
         assert f"  {param_name} ({param.describe_type()}, default " in text
