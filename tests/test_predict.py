@@ -127,3 +127,30 @@ def test_a_model_that_cannot_be_applied_is_refused_before_launch(tmp_path):
         assert code == 2 and err.count(f"params.model: {model}") == 1, err
         assert message in err
     assert not os.path.exists(tmp_path / "p")
+
+
+@pytest.mark.parametrize("algorithm,params,biased", [
+    ("mf", {"k": 4, "epochs": 3}, True),
+    ("als", {"k": 4, "iterations": 2, "lambdas": [0.1, 1.0]}, False),
+])
+def test_a_test_file_is_scored_at_every_evaluation_as_predict_scores_it(
+        run_job, tmp_path, movielens_split, algorithm, params, biased):
+    train, new, rows = movielens_split
+    plain = tmp_path / "test.txt"
+    plain.write_text("".join(f"{u} {i} {r!r}\n" for u, i, r in rows))
+    trained = run_job(algorithm, processes=3, seed=2, staleness=0, input=train,
+                      params={**params, "test": str(plain)})
+    assert_ok(trained)
+    model = os.path.join(trained.output, "model.h5")
+    expected = numpy_predictions(model, rows, biased)
+    errors = [expected[(str(u), str(i))] - r for u, i, r in rows]
+    found = metrics(trained.output)
+    assert found["test_rmse"] == pytest.approx(float(np.sqrt(np.mean(np.square(errors)))),
+                                               rel=1e-9)
+    assert found["test_ratings"] == len(rows)
+    with open(os.path.join(trained.output, "metrics.json"), encoding="utf-8") as handle:
+        history = json.load(handle)["history"]
+    assert sum("test_rmse" in entry for entry in history) >= 2   # every evaluation
+    code, _, err = predict(model, [plain], tmp_path / "p")
+    assert code == 0, err
+    assert metrics(tmp_path / "p")["rmse"] == pytest.approx(found["test_rmse"], rel=1e-9)
