@@ -475,18 +475,29 @@ class Algorithm:
         self._kept_some(paths, len(triples.src), triples.skipped)
         return triples
 
-    def load_mtx(self, path=None):
+    def load_mtx(self, files=None):
         """This worker's share of a MatrixMarket file (coo entries, or dense rows)."""
         from paracel.io import mtx
 
-        return mtx.load(path or self._files(None)[0], self.worker_id, self.num_workers)
+        return mtx.load(self._one_file(files, "load_mtx"), self.worker_id, self.num_workers)
 
-    def load_h5(self, dataset, path=None):
+    def load_h5(self, dataset, files=None):
         """This worker's row slice of an HDF5 dataset."""
         from paracel.io import h5
 
-        return h5.load_rows(path or self._files(None)[0], dataset, self.worker_id,
+        return h5.load_rows(self._one_file(files, "load_h5"), dataset, self.worker_id,
                             self.num_workers)
+
+    def _one_file(self, files, loader):
+        """The single file a whole-file loader reads (its rows are split by
+        position, not by lines)."""
+        from paracel.errors import ConfigError
+
+        paths = self._files(files)
+        if len(paths) != 1:
+            raise ConfigError(f"{loader} reads one file; the input names {len(paths)}: "
+                              f"{', '.join(paths[:3])}{'...' if len(paths) > 3 else ''}")
+        return paths[0]
 
     # -- results -----------------------------------------------------------
 
