@@ -479,7 +479,12 @@ class Algorithm:
         """This worker's share of a MatrixMarket file (coo entries, or dense rows)."""
         from paracel.io import mtx
 
-        return mtx.load(self._one_file(files, "load_mtx"), self.worker_id, self.num_workers)
+        path = self._one_file(files, "load_mtx")
+        matrix, skipped = mtx.load(path, self.worker_id, self.num_workers,
+                                   skip=self._skip_bad_lines)
+        self.skipped_lines(skipped)
+        self._kept_some([path], matrix.nnz if hasattr(matrix, "nnz") else len(matrix), skipped)
+        return matrix
 
     def load_h5(self, dataset, files=None):
         """This worker's row slice of an HDF5 dataset."""
