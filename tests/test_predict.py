@@ -1,7 +1,10 @@
 """``python -m paracel.run predict MODEL INPUT``: a saved model applied to
 new data gives exactly what the job that trained it gave (kmeans' labels),
 or what NumPy computes from the saved arrays (mf, als: ``μ + b_u + b_i +
-p_u·q_i`` / ``μ + p_u·q_i``, to 1e-12 relative); it reads the data as
+p_u·q_i`` / ``μ + p_u·q_i``, to 1e-12 relative; lda: the fold-in fixed
+point computed document by document, to 1e-6, whose most likely topic
+matches the Gibbs chain's for at least 80 % of the training documents); it
+reads the data as
 training does (a MovieLens CSV with a header and an unused column), gives
 users and items the model does not know the mean (and the known side's
 bias), and refuses, before launch, a model it cannot apply.
@@ -154,3 +157,44 @@ def test_a_test_file_is_scored_at_every_evaluation_as_predict_scores_it(
     code, _, err = predict(model, [plain], tmp_path / "p")
     assert code == 0, err
     assert metrics(tmp_path / "p")["rmse"] == pytest.approx(found["test_rmse"], rel=1e-9)
+
+
+def fold_in_reference(counts, phi, alpha, iterations=100):
+    """The fold-in fixed point, one document at a time in plain NumPy."""
+    thetas = []
+    for row in counts:
+        theta = np.full(phi.shape[1], 1.0 / phi.shape[1])
+        words = np.flatnonzero(row)
+        for _ in range(iterations):
+            theta = alpha + theta * ((row[words] / (phi[words] @ theta)) @ phi[words])
+            theta /= theta.sum()
+        thetas.append(theta)
+    return np.array(thetas)
+
+
+def test_lda_model_gives_new_documents_their_topic_proportions(run_job, tmp_path):
+    corpus = os.path.join(ROOT, "data", "lda", "corpus.txt")
+    trained = run_job("lda", processes=3, seed=1, input=corpus,
+                      params={"topics": 5, "iterations": 30})
+    assert_ok(trained)
+    model = os.path.join(trained.output, "lda_model.h5")
+    code, _, err = predict(model, [corpus], tmp_path / "p")
+    assert code == 0, err
+    found = {int(doc): np.array(theta.split(), dtype=float)
+             for doc, theta in pred_lines(tmp_path / "p")}
+    with h5py.File(model) as handle:
+        n_wk, n_k = handle["n_wk"][...], handle["n_k"][...]
+        beta, alpha = float(handle.attrs["beta"]), float(handle.attrs["alpha"])
+    phi = (n_wk + beta) / (n_k + n_wk.shape[0] * beta)
+    from sklearn.datasets import load_svmlight_file
+    X, docs = load_svmlight_file(corpus, n_features=n_wk.shape[0], zero_based=True)
+    expected = fold_in_reference(X.toarray(), phi, alpha)
+    for doc, theta in zip(docs.astype(int), expected):
+        assert np.allclose(found[doc], theta, rtol=1e-6, atol=1e-9), doc
+    # the Gibbs chain's own proportions of the training documents mostly agree
+    gibbs = {int(line.split()[0]): np.array(line.split()[1:], dtype=float)  # doc<TAB>theta
+             for name in os.listdir(trained.output) if name.startswith("doc_topic_")
+             for line in open(os.path.join(trained.output, name))}
+    agree = np.mean([np.argmax(found[d]) == np.argmax(gibbs[d]) for d in gibbs])
+    assert agree >= 0.8, agree
+    assert metrics(tmp_path / "p")["documents"] == len(docs)
