@@ -6,6 +6,7 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 
 BUNDLED = {
     "als": "paracel.algorithms.als:ALS",    "kmeans": "paracel.algorithms.kmeans:KMeans",
+    "fm": "paracel.algorithms.fm:FactorizationMachine",
     "lda": "paracel.algorithms.lda:LDA",
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",
