@@ -146,6 +146,15 @@ converge, it stays at its noise floor. With more than one worker SGD is
 not bit-reproducible even at staleness 0 (a read may or may not include a
 peer's step of the same clock); with one it is.
 
+``method: "downpour"`` -- DistBelief's Downpour SGD, in :mod:`downpour`
+(see there, with what differs from Paracel's): local copies trained by
+mini-batch SGD, fetched every ``n_fetch`` and pushed (the update since the
+last push) every ``n_push`` steps, one clock a step. ``method: "ipm"`` --
+iterative parameter mixing, in :mod:`ipm`: a local SGD epoch per worker,
+the workers' models mixed on the servers each epoch (one clock). Both keep
+the model in a row table keyed by feature id and run ``epochs`` passes
+(no ``tol``).
+
 ``method: "gd"`` -- full-batch proximal gradient descent, accelerated
 (FISTA with adaptive restart) unless ``acceleration`` is false. Each
 iteration has two phases separated by barriers (``sync``), whatever the
