@@ -71,7 +71,7 @@ from scipy.special import expit
 
 import paracel
 from paracel.algorithms.logistic import auc, log_losses
-from paracel.errors import DataError
+from paracel.errors import ConfigError, DataError
 
 #: The bias's id: the one LIBSVM indices never take.
 BIAS = np.uint64(2**64 - 1)
@@ -196,7 +196,8 @@ class FactorizationMachine(paracel.Algorithm):
         "k": paracel.Param(int, 8, "embedding dimension (0: a linear model)", low=0),
         "loss": paracel.Param(str, "logistic", "logistic (binary labels -1/+1 or 0/1) or "
                               "squared (regression)", choices=("logistic", "squared")),
-        "epochs": paracel.Param(int, 10, "passes over the data", low=1),
+        "epochs": paracel.Param(int, 10, "passes over the data; 0: no training, apply "
+                                "init_model to the input (predictions, scores)", low=0),
         "batch_size": paracel.Param(int, 256, "examples per mini-batch (per worker and "
                                     "clock)", low=1),
         "learning_rate": paracel.Param(float, 0.1, "AdaGrad's step: lr * g / (1 + "
@@ -215,12 +216,26 @@ class FactorizationMachine(paracel.Algorithm):
                               "scored after every pass", nullable=True, path=True),
         "predict": paracel.Param(bool, False, "write pred_<worker> files (row, prediction; "
                                  "logistic: row, label, probability)"),
+        "init_model": paracel.Param(str, None, "with epochs 0: the model.h5 of an earlier "
+                                    "run to apply (relative to the job file)", nullable=True,
+                                    path=True),
     }
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.epochs == 0 and self.init_model is None:
+            raise ConfigError("params.epochs: 0 applies init_model to the input, but "
+                              "init_model is not set")
+        if self.epochs > 0 and self.init_model is not None:
+            raise ConfigError("params.init_model: fm applies a saved model with epochs 0 "
+                              "only (it does not warm-start training)")
 
     # -- the run ---------------------------------------------------------------
 
     def solve(self):
         self._load()
+        if self.epochs == 0:
+            return self._apply()
         self.w_table_ = self.rows("fm.w", width=2)
         self.v_table_ = self.rows("fm.v", width=2 * self.k + 1, admit=self.admit) \
             if self.k else None
@@ -317,7 +332,10 @@ class FactorizationMachine(paracel.Algorithm):
 
     def _model_at(self, ids):
         """``(w, V, bias)`` at feature ``ids`` as the servers hold them now
-        (``V`` zero for features without an embedding)."""
+        (``V`` zero for features without an embedding); applying a saved
+        model, as it holds them (zero for features it lacks)."""
+        if getattr(self, "saved_", None) is not None:
+            return self._saved_at(ids)
         w = self.w_table_.pull(np.append(ids, BIAS), columns=[0])[:, 0]
         if self.k:
             V = self.v_table_.pull(ids, columns=list(range(self.k)))
@@ -372,7 +390,9 @@ class FactorizationMachine(paracel.Algorithm):
                    f"{prefix}accuracy": float(hits / count)}
         scores, labels = gather_arrays(self.comm, z), gather_arrays(self.comm, y)
         if self.worker_id == 0:
-            metrics[f"{prefix}auc"] = auc(scores, labels)
+            found = auc(scores, labels)
+            if np.isfinite(found):                     # NaN: one class only
+                metrics[f"{prefix}auc"] = found
         return z, metrics
 
     def _heldout(self):
@@ -427,6 +447,27 @@ class FactorizationMachine(paracel.Algorithm):
         counts = self.sum_over_workers(counts)
         return model, [int(counts[0]), int(counts[1])]
 
+    # -- applying a saved model ----------------------------------------------------
+
+    def _apply(self):
+        """``epochs: 0``: score the input with ``init_model`` (no training,
+        no model written): metrics against the input's labels (meaningless
+        if they are placeholders), predictions, held-out scores."""
+        self.saved_ = read_model(self.init_model, self.loss, self.k)
+        z, metrics = self._metrics(self.X_, self.X2_, self.ids_, self.y_, "")
+        if self.predict:
+            self._write_predictions(z)
+        return {**metrics, "examples": self.n_, "epochs": 0, **self._heldout()}
+
+    def _saved_at(self, ids):
+        """``(w, V, bias)`` of the saved model at ``ids``."""
+        known, w, V, bias = self.saved_
+        where = np.minimum(np.searchsorted(known, ids), max(known.size - 1, 0))
+        found = (known[where] == ids) if known.size else np.zeros(ids.size, dtype=bool)
+        return (np.where(found, w[where], 0.0) if known.size else np.zeros(ids.size),
+                np.where(found[:, None], V[where], 0.0) if known.size else
+                np.zeros((ids.size, self.k)), bias)
+
     def _write_predictions(self, z):
         """``pred_<worker>``: row and prediction (logistic: row, label,
         probability) of this share."""
@@ -438,3 +479,28 @@ class FactorizationMachine(paracel.Algorithm):
         label = np.where(z > 0, 1, self.negative_)
         self.dump("pred_", [(self.offset_ + i, (int(label[i]), f"{probability[i]:.6g}"))
                             for i in range(len(z))], sep="\t")
+
+
+def read_model(path, loss, k):
+    """``(feature_ids, w, V, bias)`` of an ``fm`` model file, checked
+    against the job's ``loss`` and ``k``."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+            ids = np.asarray(handle["feature_ids"], dtype=np.uint64)
+            w = np.asarray(handle["w"], dtype=np.float64)
+            V = np.asarray(handle["V"], dtype=np.float64)
+            bias = float(np.asarray(handle["bias"], dtype=np.float64)[0])
+    except (OSError, KeyError) as error:
+        raise DataError(f"{path}: not an fm model ({error})") from None
+    if attrs.get("loss") != loss or int(attrs.get("k", -1)) != k:
+        raise DataError(f"{path}: a model of loss {attrs.get('loss')!r} and k "
+                        f"{attrs.get('k')}, the job has loss {loss!r} and k {k}")
+    if V.shape != (ids.size, k) or w.shape != ids.shape or not (
+            np.isfinite(w).all() and np.isfinite(V).all() and np.isfinite(bias)):
+        raise DataError(f"{path}: the model's arrays do not fit together or hold "
+                        f"non-finite values")
+    order = np.argsort(ids)
+    return ids[order], w[order], V[order], bias

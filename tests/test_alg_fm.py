@@ -184,11 +184,27 @@ def test_shipped_job_beats_a_linear_model_and_its_model_applies(tmp_path):
     np.testing.assert_allclose([rows[i] for i in range(len(y))],
                                expit(predict(X, model["w"], model["V"], float(model["bias"][0]))),
                                rtol=1e-5, atol=1e-6)
+    # the saved model applied to the held-out rows (epochs 0): the same scores
+    job = {"algorithm": "fm", "processes": 3, "servers": 1, "input": test,
+           "output": str(tmp_path / "applied"),
+           "params": {"k": 4, "epochs": 0, "init_model": str(output / "model.h5"),
+                      "predict": True}}
+    path = tmp_path / "apply.json"
+    path.write_text(json.dumps(job))
+    code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(path)], 120, env=env)
+    assert code == 0, err[-5000:]
+    with open(tmp_path / "applied" / "metrics.json", encoding="utf-8") as handle:
+        applied = json.load(handle)["metrics"]
+    assert applied["epochs"] == 0
+    assert applied["auc"] == pytest.approx(metrics["test_auc"], rel=1e-12)
+    assert applied["log_loss"] == pytest.approx(metrics["test_log_loss"], rel=1e-12)
 
 
 @pytest.mark.parametrize("params,lines,message", [
     ({"k": -1}, None, "params.k: -1 is below"),
     ({"loss": "hinge"}, None, "params.loss: 'hinge' is not allowed"),
+    ({"epochs": 0}, None, "params.epochs: 0 applies init_model to the input, but init_model "
+                          "is not set"),
     ({}, "2 1:1\n1 2:1\n", "logistic loss needs labels -1/+1 or 0/1; found 1, 2"),
     ({}, "1 1:1\n0 2:x\n", "bad.svm:2: bad index:value"),
 ])
