@@ -61,6 +61,7 @@ BENCHES = {
     "als": ("NumPy ALS-WR", None),
     "lda": ("lda package", None),
     "lr": ("sklearn LogisticRegression", ["gd-0", "sgd-0"]),
+    "fm": ("NumPy FM", ["regression-0", "binary-0"]),
 }
 
 HEADER = ["algorithm", "data", "job wall s", "solve s", "reference s", "solve/ref", "metric",
