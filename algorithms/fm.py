@@ -192,6 +192,8 @@ class FactorizationMachine(paracel.Algorithm):
 
     summary = ("factorization machine on sparse LIBSVM data (binary or regression), "
                "AdaGrad on the servers, embeddings only for features seen admit times")
+    reads = ('LIBSVM lines: "target index:value ..." (binary: labels +1/-1 or 1/0; '
+             'regression: any number; indices 0- or 1-based, detected; ids up to 2**64-2)')
     parameters = {
         "k": paracel.Param(int, 8, "embedding dimension (0: a linear model)", low=0),
         "loss": paracel.Param(str, "logistic", "logistic (binary labels -1/+1 or 0/1) or "
