@@ -5,7 +5,9 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 """
 
 BUNDLED = {
-    "als": "paracel.algorithms.als:ALS",    "kmeans": "paracel.algorithms.kmeans:KMeans",
+    "als": "paracel.algorithms.als:ALS",
+    "fm": "paracel.algorithms.fm:FactorizationMachine",
+    "kmeans": "paracel.algorithms.kmeans:KMeans",
     "lda": "paracel.algorithms.lda:LDA",
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",

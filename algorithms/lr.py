@@ -146,6 +146,15 @@ converge, it stays at its noise floor. With more than one worker SGD is
 not bit-reproducible even at staleness 0 (a read may or may not include a
 peer's step of the same clock); with one it is.
 
+``method: "downpour"`` -- DistBelief's Downpour SGD, in :mod:`downpour`
+(see there, with what differs from Paracel's): local copies trained by
+mini-batch SGD, fetched every ``n_fetch`` and pushed (the update since the
+last push) every ``n_push`` steps, one clock a step. ``method: "ipm"`` --
+iterative parameter mixing, in :mod:`ipm`: a local SGD epoch per worker,
+the workers' models mixed on the servers each epoch (one clock). Both keep
+the model in a row table keyed by feature id and run ``epochs`` passes
+(no ``tol``).
+
 ``method: "gd"`` -- full-batch proximal gradient descent, accelerated
 (FISTA with adaptive restart) unless ``acceleration`` is false. Each
 iteration has two phases separated by barriers (``sync``), whatever the
@@ -289,7 +298,7 @@ import scipy.sparse
 from scipy.special import expit
 
 import paracel
-from paracel.algorithms import ftrl, lbfgs
+from paracel.algorithms import downpour, ftrl, ipm, lbfgs
 from paracel.algorithms.logistic import auc, log_losses, penalty_value
 from paracel.errors import ConfigError, DataError
 
@@ -404,12 +413,17 @@ class LogisticRegression(paracel.Algorithm):
 
     summary = ("binary logistic regression (L2/L1) on LIBSVM data: SGD under SSP "
                "or accelerated full-batch GD")
+    reads = ('LIBSVM lines: "label index:value ..." (labels +1/-1 or 1/0; indices 0- or 1-based, '
+             'detected; ids up to 2**64-2 for the id-keyed methods)')
     parameters = {
         "method": paracel.Param(str, "lbfgs", "lbfgs: L-BFGS (l2, none) or OWL-QN (l1); ftrl: "
-                                "FTRL-Proximal under SSP (both with the model in a row table "
-                                "keyed by feature id); sgd: mini-batch SGD under SSP; gd: "
-                                "full-batch proximal gradient descent",
-                                choices=("lbfgs", "ftrl", "sgd", "gd")),
+                                "FTRL-Proximal under SSP; downpour: Downpour SGD (local "
+                                "copies, fetch every n_fetch and push every n_push steps); "
+                                "ipm: iterative parameter mixing (a local SGD epoch per "
+                                "worker, the models averaged) (these four with the model in a "
+                                "row table keyed by feature id); sgd: mini-batch SGD under "
+                                "SSP; gd: full-batch proximal gradient descent",
+                                choices=("lbfgs", "ftrl", "downpour", "ipm", "sgd", "gd")),
         "penalty": paracel.Param(str, "l2", "the penalty r(w) on the weights (not the "
                                  "intercept)", choices=("l2", "l1", "none")),
         "C": paracel.Param(float, 1.0, "inverse penalty strength, as scikit-learn's: "
@@ -418,18 +432,22 @@ class LogisticRegression(paracel.Algorithm):
         "epochs": paracel.Param(int, 100, "most passes over the data (gd, lbfgs: "
                                 "iterations); 0: no training, apply init_model to the input "
                                 "(predictions, scores)", low=0),
-        "batch_size": paracel.Param(int, None, "sgd, ftrl: examples per mini-batch (per "
-                                    "worker and clock); null: sgd 32, ftrl 1024", low=1,
-                                    nullable=True),
+        "batch_size": paracel.Param(int, None, "sgd, ftrl, downpour, ipm: examples per "
+                                    "mini-batch (per worker and step); null: ftrl 1024, the "
+                                    "others 32", low=1, nullable=True),
         "learning_rate": paracel.Param(float, None, "step size eta0 (ftrl: alpha); null: "
-                                       "sgd 10 / L, gd 1 / L (L from the data, see the "
-                                       "docs), ftrl 0.5", low=0, closed="neither",
-                                       nullable=True),
-        "lr_schedule": paracel.Param(str, "inverse", "sgd: eta0, eta0 / (1 + lr_decay e) or "
-                                     "eta0 / sqrt(1 + lr_decay e) at epoch e",
+                                       "sgd, downpour, ipm 10 / L, gd 1 / L (L from the "
+                                       "data, see the docs), ftrl 0.5", low=0,
+                                       closed="neither", nullable=True),
+        "lr_schedule": paracel.Param(str, "inverse", "sgd, downpour, ipm: eta0, eta0 / (1 + "
+                                     "lr_decay e) or eta0 / sqrt(1 + lr_decay e) at epoch e",
                                      choices=("constant", "inverse", "inverse_sqrt")),
-        "lr_decay": paracel.Param(float, 0.05, "sgd: decay rate of the schedule, per epoch",
-                                  low=0.0),
+        "lr_decay": paracel.Param(float, 0.05, "sgd, downpour, ipm: decay rate of the "
+                                  "schedule, per epoch", low=0.0),
+        "n_fetch": paracel.Param(int, 5, "downpour: a worker fetches the weights every this "
+                                 "many of its steps", low=1),
+        "n_push": paracel.Param(int, 5, "downpour: a worker pushes its update made since its "
+                                "last push every this many of its steps", low=1),
         "acceleration": paracel.Param(bool, True, "gd: FISTA momentum with adaptive restart"),
         "tol": paracel.Param(float, 1e-4, "stopping tolerance (lbfgs: max |gradient|, "
                              "scikit-learn's; sgd: relative improvement of the objective "
@@ -458,7 +476,7 @@ class LogisticRegression(paracel.Algorithm):
                                "feature)", low=0),
         "test": paracel.Param(str, None, "a held-out LIBSVM file (relative to the job file): "
                               "its log-loss, AUC and accuracy after every iteration (lbfgs, "
-                              "gd) or pass (ftrl), and at the end (all)", nullable=True,
+                              "gd) or pass (ftrl, ipm), and at the end (all)", nullable=True,
                               path=True),
     }
 
@@ -492,6 +510,10 @@ class LogisticRegression(paracel.Algorithm):
             return self._lbfgs()
         if self.method == "ftrl":
             return self._ftrl()
+        if self.method == "downpour":
+            return self._downpour()
+        if self.method == "ipm":
+            return self._ipm()
         self._load()
         w, intercept = self._model()
         if self.method == "sgd":
@@ -507,6 +529,11 @@ class LogisticRegression(paracel.Algorithm):
         servers."""
         if self.method in ("lbfgs", "ftrl"):
             return self.progress_.state()
+        if self.method == "downpour":
+            self.progress_.replica = self.replica_.state()
+            return self.progress_.state()
+        if self.method == "ipm":
+            return {"rng": self.rng_.bit_generator.state}
         return asdict(self.progress_)
 
     def restore(self, state):
@@ -522,6 +549,16 @@ class LogisticRegression(paracel.Algorithm):
             self.progress_ = ftrl.Progress(**state)
             self.rng_ = np.random.default_rng()
             self.rng_.bit_generator.state = self.progress_.shuffle_rng
+            return
+        if self.method == "downpour":
+            self.progress_ = downpour.Progress(**state)
+            self.replica_ = downpour.Replica.from_state(self.progress_.replica)
+            self.rng_ = np.random.default_rng()
+            self.rng_.bit_generator.state = self.progress_.shuffle_rng
+            return
+        if self.method == "ipm":
+            self.rng_ = np.random.default_rng()
+            self.rng_.bit_generator.state = state["rng"]
             return
         self.progress_ = SGDProgress(**state)
         self.rng_ = np.random.default_rng()
@@ -1026,6 +1063,62 @@ class LogisticRegression(paracel.Algorithm):
         penalty, nonzeros = learner.finish(self.epochs)
         return self._sparse_finish(table, ftrl.W, self._ftrl_bias(table), self.epochs, False,
                                    penalty, nonzeros, table.size() - self.fit_intercept)
+
+    def _downpour(self):
+        """Load, train by :class:`downpour.Learner` for ``epochs`` passes
+        (every worker the same number of batches a pass, a clock each),
+        finish from the servers' model."""
+        self._load_sparse(admit=False)
+        self.eta0_ = downpour.default_eta0(self)
+        table = self.rows("lr.downpour", width=1)
+        learner = downpour.Learner(self, table)
+        if not self.resumed:
+            self.rng_ = self.rng()
+            self.progress_ = learner.start()
+            self.replica_ = downpour.Replica.from_state(self.progress_.replica)
+        progress, replica = self.progress_, self.replica_
+        pieces = learner.shuffle(progress, self.rng_) if progress.epoch else None
+        while progress.batch < learner.batches or progress.epoch < self.epochs:
+            if progress.batch == learner.batches:
+                progress.epoch += 1
+                progress.batch, progress.loss_sum, progress.seen = 0, 0.0, 0
+                pieces = learner.shuffle(progress, self.rng_)
+            batch = np.sort(pieces[progress.batch])
+            progress.loss_sum += learner.step(progress, replica, batch)
+            progress.batch += 1
+            progress.seen += batch.size
+            self.report(loss=progress.loss_sum / max(progress.seen, 1),
+                        epoch=round(progress.epoch - 1 + progress.batch / learner.batches, 4))
+            self.iter_commit()
+        penalty, nonzeros = learner.finish(replica)
+        return self._sparse_finish(table, 0, self._row_bias(table, 0), self.epochs, False,
+                                   penalty, nonzeros, table.size() - 1)
+
+    def _ipm(self):
+        """Load, train by :class:`ipm.Learner`: epoch ``e`` is clock ``e``."""
+        self._load_sparse(admit=False)
+        self.eta0_ = downpour.default_eta0(self)
+        table = self.rows("lr.ipm", width=1 + self.num_workers)
+        learner = ipm.Learner(self, table)
+        if not self.resumed:
+            self.rng_ = self.rng()
+            learner.start()
+        while self.clock < self.epochs:
+            loss = learner.epoch(self.rng_)
+            total = self.sum_over_workers(np.array([loss]))[0]
+            self.report(loss=float(total) / self.n_,
+                        **self._heldout(lambda ids: table.pull(ids, columns=[0])[:, 0],
+                                        self._row_bias(table, 0)))
+            self.iter_commit()
+        penalty, nonzeros = learner.finish()
+        return self._sparse_finish(table, 0, self._row_bias(table, 0), self.epochs, False,
+                                   penalty, nonzeros, table.size() - 1)
+
+    def _row_bias(self, table, column):
+        """The intercept's row of a table keyed by feature id (0 without one)."""
+        if not self.fit_intercept:
+            return 0.0
+        return float(table.pull([ftrl.INTERCEPT], columns=[column])[0, 0])
 
     def _ftrl_bias(self, table):
         if not self.fit_intercept:

@@ -86,24 +86,6 @@ ids are any strings. Each line is one directed edge; repeated edges add their
 weights (as networkx does for multigraphs). Weights must be non-negative.
 Nodes are those named by the edges (an edge list cannot hold isolated nodes).
 
-Parameters
-----------
-damping : float in [0, 1], default 0.85
-    Probability of following a link (networkx's ``alpha``).
-tol : float >= 0, default 1e-9
-    Stop when the L1 change of the rank vector in one iteration is below this.
-max_iter : int >= 1, default 100
-    At most this many iterations; ``converged`` in the metrics says whether
-    ``tol`` was reached.
-undirected : bool, default false
-    Each edge also runs backwards (self-loops once), as for an ``nx.Graph``.
-weighted : bool, default true
-    Use the third column as the edge weight (networkx's ``weight="weight"``);
-    false: every edge weighs 1 (``weight=None``).
-partition : {"smap", "fmap", "fsmap"}, default "smap"
-    Split the edges over the workers by destination, by source, or in 2-D
-    blocks (see ``paracel.io.graph``); any split gives the same ranks.
-
 Output
 ------
 ``OUTPUT/rank_<worker_id>``: ``node\\trank`` lines for the worker's node range
@@ -156,6 +138,8 @@ class PageRank(paracel.Algorithm):
     """PageRank by power iteration; ranks of an edge list's nodes."""
 
     summary = "PageRank with dangling nodes (as networkx.pagerank), edges split over workers"
+    reads = ('edge lines "src dst [weight]" (whitespace or commas; header/columns choose CSV '
+             'columns)')
     parameters = {
         "damping": paracel.Param(float, 0.85, "probability of following a link "
                                  "(networkx's alpha)", low=0.0, high=1.0),

@@ -39,15 +39,6 @@ pairs summed), items numbered in sorted id order (numeric when all ids are
 integers). ``input_format: "dense"``: ``id,f1,...,fk`` lines
 (``load_dense``); each line is an item, numbered in input order.
 
-Parameters
-----------
-topk : int, default 10
-    Neighbours kept per item.
-input_format : {"ratings", "dense"}, default "ratings"
-    How the input reads (see above).
-block_items : int, default 128
-    Item vectors per block of the distributed matrix (one pull each).
-
 Output
 ------
 ``OUTPUT/sim_<worker>``: one line per item of that worker,
@@ -70,6 +61,8 @@ class CosineSimilarity(paracel.Algorithm):
     """Top-k cosine neighbours of every item; item vectors on the servers."""
 
     summary = "item-item cosine similarity, top-k neighbours; item vectors on the servers"
+    reads = ('input_format "ratings": "user item value" lines (items are the vectors); "dense": '
+             '"id,f1,...,fk" lines')
     parameters = {
         "topk": paracel.Param(int, 10, "neighbours kept per item", low=1),
         "input_format": paracel.Param(str, "ratings", "'ratings' (user item value lines) or "

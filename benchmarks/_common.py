@@ -8,7 +8,10 @@ a ratio measured while something else was eating the cores is not worth much.
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -111,6 +114,37 @@ def other_load_line(machine_seconds, own_seconds, wall_seconds):
     note = "" if other < 0.25 else "  (the machine was shared: treat ratios with care)"
     return (f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
             f"other processes used {other:.2f} cores during the run{note}")
+
+
+@dataclass
+class JobRun:
+    """A finished paracel job: its wall time (launch included), its
+    ``metrics.json``, its output folder and the machine's other load."""
+
+    wall: float
+    metrics: dict
+    output: str
+    load: str
+
+
+def run_paracel(folder, name, job, processes=5, servers=1):
+    """Write ``job`` (a job file's keys) as ``folder/name.json``, run it with
+    ``processes`` ranks of which ``servers`` serve, output in ``folder/name``;
+    stop the benchmark with the job's messages if it fails."""
+    job = {"log_level": "warning", "output": os.path.join(folder, name), **job}
+    path = os.path.join(folder, f"{name}.json")
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(job, handle)
+    command = [sys.executable, "-m", "paracel.run", path, "-n", str(processes),
+               "--servers", str(servers), "--overwrite"]
+    meter = LoadMeter()
+    finished = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - meter.started
+    if finished.returncode != 0:
+        sys.exit(f"the job {name} failed (exit {finished.returncode}):\n"
+                 f"{finished.stderr[-3000:]}")
+    with open(os.path.join(job["output"], "metrics.json"), encoding="utf-8") as handle:
+        return JobRun(wall, json.load(handle), job["output"], meter.line())
 
 
 DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")

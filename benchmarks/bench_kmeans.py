@@ -26,10 +26,7 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -37,8 +34,7 @@ from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.datasets import load_digits, load_iris, load_wine
 from sklearn.preprocessing import StandardScaler
 
-from _common import (LoadMeter, print_table,
-                     result_row, write_json)
+from _common import (LoadMeter, print_table, result_row, run_paracel, write_json)
 
 DATASETS = {"iris": (load_iris, 3), "wine": (load_wine, 3), "digits": (load_digits, 10)}
 ALGORITHM = "paracel.algorithms.kmeans:KMeans"
@@ -52,16 +48,9 @@ def write_rows(path, X, ids):
 
 def run_job(folder, name, points, params, processes=5, servers=1):
     """Run one paracel job; returns (wall seconds, metrics.json)."""
-    job = os.path.join(folder, f"{name}.json")
-    with open(job, "w", encoding="utf-8") as handle:
-        json.dump({"algorithm": ALGORITHM, "input": points, "output": os.path.join(folder, name),
-                   "log_level": "warning", "params": params}, handle)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", str(processes),
-                    "--servers", str(servers)], check=True)
-    wall = time.perf_counter() - start
-    with open(os.path.join(folder, name, "metrics.json"), encoding="utf-8") as handle:
-        return wall, json.load(handle)
+    run = run_paracel(folder, name, {"algorithm": ALGORITHM, "input": points, "params": params},
+                      processes, servers)
+    return run.wall, run.metrics
 
 
 def reference(X, k, **options):

@@ -520,7 +520,7 @@ def results(bench, bw_rows, rtt_rows, multi, load):
     }
 
 
-class LoadMeter:
+class CollectiveLoadMeter:
     """CPU used by processes outside the job while it runs (collective)."""
 
     def __init__(self, comm):
@@ -548,7 +548,7 @@ def main():
     parser.add_argument("--json", metavar="PATH", help="also write the numbers here as JSON")
     args = parser.parse_args()
     bench = Bench(MPI.COMM_WORLD, args.servers, args.quick)
-    meter = LoadMeter(bench.raw)
+    meter = CollectiveLoadMeter(bench.raw)
     bw_rows = bandwidth(bench)
     rtt_rows = round_trips(bench)
     multi = read_multi(bench)

@@ -25,11 +25,8 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -38,8 +35,7 @@ import numpy as np
 import scipy.sparse
 from lda import datasets
 
-from _common import (children_cpu_seconds, machine_cpu_seconds, other_load_line, print_table,
-                     result_row, write_json)
+from _common import (print_table, result_row, run_paracel, write_json)
 
 TOPICS, SWEEPS, ALPHA, ETA = 20, 100, 0.1, 0.01
 
@@ -59,22 +55,11 @@ def write_reuters(folder):
 def run_job(folder, data, vocab_size, args):
     """Run the job; returns ``(wall seconds, metrics.json, other-load line)``."""
     job = {"algorithm": "paracel.algorithms.lda:LDA", "input": data, "seed": 1,
-           "staleness": args.staleness, "output": os.path.join(folder, "out"),
+           "staleness": args.staleness, "log_level": "info",
            "params": {"topics": TOPICS, "iterations": SWEEPS, "alpha": ALPHA, "beta": ETA,
                       "vocab_size": vocab_size}}
-    path = os.path.join(folder, "job.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(job, handle)
-    command = [sys.executable, "-m", "paracel.run", path, "-n", str(args.processes),
-               "--servers", str(args.servers), "--overwrite"]
-    machine, own, start = machine_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if finished.returncode != 0:
-        sys.exit(f"the job failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
-    load = other_load_line(machine_cpu_seconds() - machine, children_cpu_seconds() - own, wall)
-    with open(os.path.join(job["output"], "metrics.json"), encoding="utf-8") as handle:
-        return wall, json.load(handle), load
+    run = run_paracel(folder, "out", job, args.processes, args.servers)
+    return run.wall, run.metrics, run.load
 
 
 def reference(X):

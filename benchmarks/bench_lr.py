@@ -4,7 +4,8 @@ Data: scikit-learn's breast-cancer set, standardised and repeated ``--copies``
 times with small noise (so the job has work to spread), written as a LIBSVM
 file to a temporary folder. The paracel job (``python -m paracel.run`` on a
 temporary job file, ``-n 5 --servers 1``: 4 workers and 1 server) runs
-full-batch GD and mini-batch SGD with staleness 0, 2 and null; the reference
+full-batch GD, mini-batch SGD with staleness 0, 2 and null, Downpour SGD
+(staleness 2) and iterative parameter mixing; the reference
 is ``LogisticRegression(C, solver="lbfgs")`` on the same rows in one process.
 
 Printed per case: the job's wall time (launch included) and ``solve`` time,
@@ -17,10 +18,7 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -30,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.preprocessing import StandardScaler
 
-from _common import print_table, result_row, write_json
+from _common import (print_table, result_row, run_paracel, write_json)
 
 C = 0.1
 
@@ -46,17 +44,9 @@ def data(copies):
 
 def run_job(folder, name, path, staleness, params):
     """Run one paracel job; returns (wall seconds, metrics.json)."""
-    job = os.path.join(folder, f"{name}.json")
-    with open(job, "w", encoding="utf-8") as handle:
-        json.dump({"algorithm": "lr", "input": path, "staleness": staleness, "seed": 1,
-                   "output": os.path.join(folder, name), "log_level": "warning",
-                   "params": params}, handle)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", "5", "--servers", "1"],
-                   check=True)
-    wall = time.perf_counter() - start
-    with open(os.path.join(folder, name, "metrics.json"), encoding="utf-8") as handle:
-        return wall, json.load(handle)
+    run = run_paracel(folder, name, {"algorithm": "lr", "input": path, "staleness": staleness,
+                                     "seed": 1, "params": params})
+    return run.wall, run.metrics
 
 
 def main():
@@ -88,7 +78,9 @@ def run_cases(folder, X, y, epochs, copies):
     cases = [("gd", 0, {"method": "gd", "epochs": 500, "tol": 1e-6}),
              ("sgd", 0, {"method": "sgd", "epochs": epochs, "tol": None}),
              ("sgd", 2, {"method": "sgd", "epochs": epochs, "tol": None}),
-             ("sgd", None, {"method": "sgd", "epochs": epochs, "tol": None})]
+             ("sgd", None, {"method": "sgd", "epochs": epochs, "tol": None}),
+             ("downpour", 2, {"method": "downpour", "epochs": epochs}),
+             ("ipm", 0, {"method": "ipm", "epochs": epochs})]
     described = f"breast cancer x{copies} ({X.shape[0]} x {X.shape[1]})"
     rows, results = [], []
     for method, staleness, params in cases:

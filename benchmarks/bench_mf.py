@@ -21,15 +21,12 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 
-from _common import (LoadMeter, print_table,
-                     result_row, write_json)
+from _common import (LoadMeter, print_table, result_row, run_paracel, write_json)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests"))
@@ -41,17 +38,10 @@ SEED = 3
 
 def run_job(folder, name, ratings, params, staleness, processes=5, servers=1):
     """Run one paracel job; returns (wall seconds, metrics.json)."""
-    job = os.path.join(folder, f"{name}.json")
-    with open(job, "w", encoding="utf-8") as handle:
-        json.dump({"algorithm": ALGORITHM, "input": ratings, "seed": SEED,
-                   "staleness": staleness, "output": os.path.join(folder, name),
-                   "log_level": "warning", "params": params}, handle)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", str(processes),
-                    "--servers", str(servers)], check=True)
-    wall = time.perf_counter() - start
-    with open(os.path.join(folder, name, "metrics.json"), encoding="utf-8") as handle:
-        return wall, json.load(handle)
+    run = run_paracel(folder, name, {"algorithm": ALGORITHM, "input": ratings, "seed": SEED,
+                                     "staleness": staleness, "params": params},
+                      processes, servers)
+    return run.wall, run.metrics
 
 
 def main():

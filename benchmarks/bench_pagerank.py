@@ -28,17 +28,13 @@ Run (from the project folder)::
 
 import argparse
 import glob
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 import networkx as nx
 
-from _common import (children_cpu_seconds, machine_cpu_seconds, other_load_line, print_table,
-                     result_row, write_json)
+from _common import (print_table, result_row, run_paracel, write_json)
 
 TOL = 1e-9
 DAMPING = 0.85
@@ -59,28 +55,16 @@ def write_movielens(folder):
 def run_job(folder, data, processes, servers):
     """Run the job; returns ``(wall seconds, metrics.json, ranks, other-load line)``."""
     job = {"algorithm": "paracel.algorithms.pagerank:PageRank", "input": data,
-           "output": os.path.join(folder, "out"),
+           "log_level": "info",
            "params": {"undirected": True, "damping": DAMPING, "tol": TOL, "max_iter": 500}}
-    path = os.path.join(folder, "job.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(job, handle)
-    command = [sys.executable, "-m", "paracel.run", path, "-n", str(processes),
-               "--servers", str(servers), "--overwrite"]
-    machine, own, start = machine_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if finished.returncode != 0:
-        sys.exit(f"the job failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
-    load = other_load_line(machine_cpu_seconds() - machine, children_cpu_seconds() - own, wall)
-    with open(os.path.join(job["output"], "metrics.json"), encoding="utf-8") as handle:
-        metrics = json.load(handle)
+    run = run_paracel(folder, "out", job, processes, servers)
     ranks = {}
-    for part in glob.glob(os.path.join(job["output"], "rank_*")):
+    for part in glob.glob(os.path.join(run.output, "rank_*")):
         with open(part, encoding="utf-8") as handle:
             for line in handle:
                 node, value = line.split("\t")
                 ranks[node] = float(value)
-    return wall, metrics, ranks, load
+    return run.wall, run.metrics, ranks, run.load
 
 
 def reference(data):

@@ -32,10 +32,7 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
@@ -45,8 +42,7 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.metrics.pairwise import cosine_similarity
 
-from _common import (LoadMeter, print_table,
-                     result_row, write_json)
+from _common import (LoadMeter, print_table, result_row, run_paracel, write_json)
 
 ALGORITHM = "paracel.algorithms.sim:CosineSimilarity"
 
@@ -77,25 +73,15 @@ def digits(folder):
 
 def run_job(folder, name, path, input_format, topk):
     """Run one paracel job; returns (wall seconds, metrics.json, {item: neighbour ids})."""
-    job = os.path.join(folder, f"{name}.json")
-    output = os.path.join(folder, name)
-    with open(job, "w", encoding="utf-8") as handle:
-        json.dump({"algorithm": ALGORITHM, "input": path, "output": output,
-                   "log_level": "warning",
-                   "params": {"topk": topk, "input_format": input_format}}, handle)
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "paracel.run", job, "-n", "5", "--servers", "1"],
-                   check=True)
-    wall = time.perf_counter() - start
-    with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
-        metrics = json.load(handle)
+    run = run_paracel(folder, name, {"algorithm": ALGORITHM, "input": path,
+                                     "params": {"topk": topk, "input_format": input_format}})
     found = {}
-    for worker in range(metrics["workers"]):
-        with open(os.path.join(output, f"sim_{worker}"), encoding="utf-8") as handle:
+    for worker in range(run.metrics["workers"]):
+        with open(os.path.join(run.output, f"sim_{worker}"), encoding="utf-8") as handle:
             for line in handle:
                 item, pairs = line.rstrip("\n").split("\t")
                 found[item] = [pair.split(":")[0] for pair in pairs.split(",")]
-    return wall, metrics, found
+    return run.wall, run.metrics, found
 
 
 def reference(M, topk):

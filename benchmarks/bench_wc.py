@@ -25,19 +25,15 @@ Run (from the project folder)::
 """
 
 import argparse
-import json
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
 
 import sklearn
 
-from _common import (children_cpu_seconds, machine_cpu_seconds, other_load_line, print_table,
-                     result_row, write_json)
+from _common import (print_table, result_row, run_paracel, write_json)
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 TOPK = 10
@@ -60,23 +56,10 @@ def write_corpus(folder, copies, files):
 
 def run_job(folder, data, processes, servers):
     """Run the job; returns ``(wall seconds, metrics.json, top-k lines, other-load line)``."""
-    job = {"algorithm": "wc", "input": data, "output": os.path.join(folder, "out"),
-           "params": {"topk": TOPK}}
-    path = os.path.join(folder, "job.json")
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(job, handle)
-    command = [sys.executable, "-m", "paracel.run", path, "-n", str(processes),
-               "--servers", str(servers), "--overwrite"]
-    machine, own, start = machine_cpu_seconds(), children_cpu_seconds(), time.perf_counter()
-    finished = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if finished.returncode != 0:
-        sys.exit(f"the job failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
-    load = other_load_line(machine_cpu_seconds() - machine, children_cpu_seconds() - own, wall)
-    with open(os.path.join(job["output"], "metrics.json"), encoding="utf-8") as handle:
-        metrics = json.load(handle)
-    with open(os.path.join(job["output"], "topk.txt"), encoding="utf-8") as handle:
-        return wall, metrics, handle.read().splitlines(), load
+    run = run_paracel(folder, "out", {"algorithm": "wc", "input": data, "log_level": "info",
+                                      "params": {"topk": TOPK}}, processes, servers)
+    with open(os.path.join(run.output, "topk.txt"), encoding="utf-8") as handle:
+        return run.wall, run.metrics, handle.read().splitlines(), run.load
 
 
 def reference(data):

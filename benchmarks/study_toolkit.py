@@ -61,6 +61,7 @@ BENCHES = {
     "als": ("NumPy ALS-WR", None),
     "lda": ("lda package", None),
     "lr": ("sklearn LogisticRegression", ["gd-0", "sgd-0"]),
+    "fm": ("NumPy FM", ["regression-0", "binary-0"]),
     "svd": ("scipy svds", ["insteval-svds", "movielens-svds"]),
     "recommend": ("NumPy brute force", None),
 }

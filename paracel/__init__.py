@@ -14,10 +14,11 @@ limit_blas_threads()  # in a rank, before numpy starts its BLAS threads
 from paracel.algorithm import Algorithm  # noqa: E402
 from paracel.config import Param  # noqa: E402
 from paracel.errors import ConfigError, DataError, ParacelError, RemoteError, UserError  # noqa: E402
+from paracel.jobs import run_job  # noqa: E402
 from paracel.model import load_model  # noqa: E402
 from paracel.server.rowfns import row_function, table_function  # noqa: E402
 from paracel.server.updates import update_function  # noqa: E402
 
-__all__ = ["Algorithm", "Param", "load_model", "update_function", "row_function",
+__all__ = ["Algorithm", "Param", "load_model", "run_job", "update_function", "row_function",
            "table_function", "ParacelError", "UserError", "ConfigError", "DataError", "RemoteError"]
 __version__ = "0.1.0"

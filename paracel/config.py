@@ -221,9 +221,9 @@ def load(path, overrides=()):
     """
     raw = read_json(path)
     base = os.path.dirname(os.path.abspath(path))
-    raw = _resolve_paths(raw, base)
+    raw = resolve_paths(raw, base)
     for dotted, value in overrides:
-        _apply(raw, dotted, _resolve_paths({dotted: value}, os.getcwd())[dotted])
+        apply_override(raw, dotted, resolve_paths({dotted: value}, os.getcwd())[dotted])
     values = validate(raw, path)
     if values["output"] is None:
         values["output"] = os.path.abspath(os.path.join("output", _stem(path)))
@@ -429,7 +429,7 @@ def _check_modules(modules, path):
             raise ConfigError(f"{path}: modules[{index}]: expected a module name, got {name!r}")
 
 
-def _resolve_paths(raw, base):
+def resolve_paths(raw, base):
     """Make the job's own path keys absolute against ``base``."""
     raw = dict(raw)
     checkpoint = raw.get("checkpoint")
@@ -449,7 +449,7 @@ def resolve_path(value, base):
     return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
-def _apply(raw, dotted, value):
+def apply_override(raw, dotted, value):
     """Set ``raw[a][b]... = value`` for ``dotted = 'a.b...'``."""
     parts = dotted.split(".")
     if parts[0] not in SCHEMA:

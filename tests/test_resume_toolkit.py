@@ -92,9 +92,24 @@ CASES = {
     # lr's FTRL on one worker (two apply their pushes in arrival order, as SGD)
     "lr-ftrl": Case("lr.json", params={"method": "ftrl", "epochs": 2, "batch_size": 100},
                     job={"staleness": 0, "processes": 3}),
+    # lr's Downpour SGD on one worker (two add their pushes in arrival order):
+    # the replica (local copy, update not pushed yet) is in the worker's state;
+    # n_fetch 3 and n_push 2 put fetches and pushes at every kind of clock
+    "lr-downpour": Case("lr.json", params={"method": "downpour", "penalty": "l2",
+                                           "epochs": 2, "batch_size": 100, "n_fetch": 3,
+                                           "n_push": 2},
+                        job={"staleness": 0, "processes": 3}),
+    # lr's iterative parameter mixing on two workers: bitwise (the servers mix
+    # the workers' changes in worker order)
+    "lr-ipm": Case("lr.json", params={"method": "ipm", "penalty": "l2", "epochs": 6}),
     # mf: an even number of clocks (6 epochs of 5), so the "end" kill resumes
     # from the checkpoint of the last evaluation clock, before its report.
     "mf": Case("mf.json", params={"epochs": 6}),
+    # fm on one worker (two apply their pushes in arrival order, as lr's ftrl):
+    # 3 passes of 40 batches, held-out scores at each pass's end
+    "fm": Case("fm.json", params={"epochs": 3, "test": os.path.join(CONF, "..", "data", "fm",
+                                                                    "test.svm")},
+               job={"staleness": 0, "processes": 2}),
     "als": Case("als.json", params={"iterations": 4, "lambdas": [0.03, 0.3]}),
     # recommend: one clock (the item factors loaded onto the servers), then
     # scoring that only reads: bitwise
@@ -148,6 +163,18 @@ def paracel(path, *args, kill=None, timeout=180):
                        env=env)
 
 
+def check_model_describes_itself(output, algorithm, report):
+    """A model the job saved names the algorithm, its effective parameters
+    and the project version (the common model check; see test_common_check)."""
+    import paracel
+
+    path = os.path.join(output, "model.h5")
+    if os.path.exists(path):
+        model = paracel.load_model(path)
+        assert (model.algorithm, model.version) == (algorithm, paracel.__version__)
+        assert model.params == report["config"]["params"]
+
+
 def metrics_of(output):
     with open(os.path.join(output, "metrics.json"), encoding="utf-8") as handle:
         return json.load(handle)
@@ -160,6 +187,7 @@ def test_killed_and_resumed_equals_uninterrupted(tmp_path, name):
     code, _, err, _ = paracel(reference)
     assert code == 0, err[-5000:]
     expected = metrics_of(tmp_path / "reference-out")
+    check_model_describes_itself(tmp_path / "reference-out", name.partition("-")[0], expected)
     workers = expected["workers"]
     last = max(expected["timings"]["per_worker_clocks"])
     seed = int(os.environ.get("PARACEL_TEST_SEED", random.randrange(10 ** 6)))

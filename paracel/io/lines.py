@@ -119,14 +119,14 @@ def _plain_copy(path, kind):
 
 
 def _decompress(path, kind, copy):
-    partial = copy + ".part"
+    from paracel.io.outputs import atomic_file
+
     try:
-        with OPENERS[kind](path, "rb") as source, open(partial, "wb") as target:
+        with OPENERS[kind](path, "rb") as source, \
+                atomic_file(os.path.dirname(copy), os.path.basename(copy), "wb") as target:
             shutil.copyfileobj(source, target, 1 << 22)
     except (OSError, EOFError, lzma.LZMAError) as error:
-        os.unlink(partial)
         raise DataError(f"{path}: cannot decompress this {kind} file ({error})") from None
-    os.replace(partial, copy)
 
 
 def forget_plain_copies():

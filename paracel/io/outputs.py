@@ -44,12 +44,17 @@ def claim(folder, job_path, resume=False):
     list of str
         The earlier run's files that were removed.
     """
-    os.makedirs(folder, exist_ok=True)
-    with atomic_file(folder, OWNER_FILE) as handle:
-        handle.write(job_path + "\n")
+    set_owner(folder, job_path)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(folder, "metrics.json"))
     return [] if resume else _forget_outputs(folder)
+
+
+def set_owner(folder, job_path):
+    """Record that ``folder`` holds the results of the job file ``job_path``."""
+    os.makedirs(folder, exist_ok=True)
+    with atomic_file(folder, OWNER_FILE) as handle:
+        handle.write(job_path + "\n")
 
 
 def record(folder, worker_id, name):
