@@ -158,6 +158,9 @@ class Recommend(paracel.Algorithm):
     """Exact top-k items per user from mf/als factors; see the module docstring."""
 
     summary = "exact top-k items per user from saved mf/als factors, seen items excluded"
+    reads = ('"user item rating" lines: the users to recommend for and the items each has seen '
+             '(the rating is not used; CSV with a header and chosen columns via the job keys '
+             'header/columns)')
     parameters = {
         "model": paracel.Param(str, config.REQUIRED, "an mf or als model.h5 with id maps "
                                "(relative to the job file's folder)", path=True),

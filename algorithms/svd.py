@@ -237,6 +237,9 @@ class TruncatedSVD(paracel.Algorithm):
 
     summary = ("rank-k truncated SVD by randomized subspace iteration (A^T A V summed "
                "on the servers, Cholesky-QR)")
+    reads = ('input_format "ratings": "row column value" lines, a sparse matrix (CSV with a '
+             'header and chosen columns via the job keys header/columns); "dense": "id,f1,...,fn"'
+             ' lines, one row each')
     parameters = {
         "k": paracel.Param(int, 10, "singular values and vectors to compute", low=1),
         "oversampling": paracel.Param(int, 10, "extra columns in the iterated block "
@@ -328,7 +331,7 @@ class TruncatedSVD(paracel.Algorithm):
         """Clock 0: write this worker's blocks of the Gaussian start into
         ``svd.Z``, orthonormalise into ``svd.V`` and commit (collective)."""
         self.write_multi({Z.block_key(b): gaussian_block(self.seed, b, Z.block_shape(b))
-                          for b in self._my_blocks(Z)})
+                          for b in self.my_blocks(Z)})
         self.sync()
         self.orthonormalise(Z, V)
         self.iter_commit()
@@ -361,7 +364,7 @@ class TruncatedSVD(paracel.Algorithm):
         """Cholesky-QR of ``svd.Z`` by row blocks into ``svd.V`` (collective):
         a first pass, shifted if ill-conditioned, then one plain pass (two
         after a shift); ``svd.Z`` is left zero. Ends with ``sync()``."""
-        mine = list(self._my_blocks(Z))
+        mine = list(self.my_blocks(Z))
         blocks = self.read_multi([Z.block_key(b) for b in mine]) if mine else []
         try:
             blocks, _ = cholesky_qr(blocks, Z.shape[0],

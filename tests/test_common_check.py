@@ -120,7 +120,10 @@ def test_runs_with_any_number_of_workers_and_servers(tmp_path, name, workers, se
     job.update({**case.job, "processes": workers + servers, "servers": servers,
                 "input": os.path.normpath(os.path.join(ROOT, "conf", job["input"])),
                 "output": str(tmp_path / "out"),
-                "params": {**job.get("params", {}), **case.params}})
+                # path parameters (e.g. recommend's model) stay relative to conf/
+                "params": config.resolve_param_paths({**job.get("params", {}), **case.params},
+                                                     resolve(name).parameters,
+                                                     os.path.join(ROOT, "conf"))})
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job))
     code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(path)], 120)
