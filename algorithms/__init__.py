@@ -5,7 +5,10 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 """
 
 BUNDLED = {
-    "als": "paracel.algorithms.als:ALS",    "kmeans": "paracel.algorithms.kmeans:KMeans",
+    "adjust_ktop": "paracel.algorithms.adjust_ktop:AdjustKtop",
+    "als": "paracel.algorithms.als:ALS",
+    "dtr": "paracel.algorithms.dtr:DecisionTreeRecommender",
+    "kmeans": "paracel.algorithms.kmeans:KMeans",
     "lda": "paracel.algorithms.lda:LDA",
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",
