@@ -346,7 +346,7 @@ class AdjustKtop(paracel.Algorithm):
         counts = lines.pull(np.arange(first, stop)) if stop > first else np.zeros(0)
         twice = np.flatnonzero(counts > 1)
         if twice.size:
-            raise DataError(f"{self.similarity}: id {ids[first + twice[0]]!r} has "
+            raise DataError(f"{self.similarity}: id {str(ids[first + twice[0]])!r} has "
                             f"{int(counts[twice[0]])} lines; one line per id")
         return counts > 0
 
