@@ -60,7 +60,7 @@ file into ``dtr.factors`` (``n_users × k``), with a count per user in
 ``dtr.present`` (so a missing or repeated user is an error), and pulls
 back its own users' rows. Each level of each tree is then one clock: every
 worker adds its users' statistics ``[1, p_u, |p_u|²]`` into the server
-matrix ``dtr.stats.<level>`` (one row per node of the level and item, the
+matrix ``dtr.stats.<tree>.<level>`` (one row per node of the level and item, the
 likers' sums, plus a row of the node's totals), so the servers sum the
 statistics of all users; after ``sync()`` each worker pulls the rows of its
 share of the items for every node of the level, finds its best candidates,
@@ -72,7 +72,9 @@ questions); then ``depth − 1`` clocks per tree.
 Clocks and resuming
 -------------------
 Clock 1 pushes the factors; clock 2 ranks the root questions; then one
-clock per tree and level below the root. A worker's state is the trees so
+clock per tree and level below the root. A level's matrix has rows only for
+the nodes that can split (two users or more), so its size is bounded by
+the users, not by ``2^depth``; its blocks are removed once read. A worker's state is the trees so
 far (questions and node statistics, the same on every worker); a resumed
 job reloads its share of the data, pulls its users' factors again and
 goes on with the next level. The servers add the statistics in the order
@@ -393,14 +395,13 @@ class DecisionTreeRecommender(paracel.Algorithm):
         self.questions_ = np.full((self.trees, asking), -1, dtype=np.int64)
         self.stats_ = np.zeros((self.trees, nodes, k + 2))
 
-    def level_statistics(self, level, nodes, likes, stats, n_items):
-        """Clear ``dtr.stats.<level>``, add this share's statistics, sync, and
-        pull this worker's items' rows: ``(like, total, items)`` with
-        ``like`` ``(2^level, my items, k + 2)`` and ``total`` ``(2^level, k + 2)``."""
-        width = 2 ** level
-        M = self.matrix(f"dtr.stats.{level}", (width * (n_items + 1), stats.shape[1]),
-                        create=False)
-        M.create(range(self.worker_id, M.num_blocks, self.num_workers))
+    def level_statistics(self, name, width, nodes, likes, stats, n_items):
+        """Clear the server matrix ``name`` (``width`` nodes), add this
+        share's statistics, sync, and pull this worker's items' rows:
+        ``(matrix, like, total, items)`` with ``like`` ``(width, my items,
+        k + 2)`` and ``total`` ``(width, k + 2)``."""
+        M = self.matrix(name, (width * (n_items + 1), stats.shape[1]), create=False)
+        M.create(self.my_blocks(M))
         self.sync()
         rows, members = level_rows(nodes, likes, n_items)
         if rows.size:
@@ -412,17 +413,29 @@ class DecisionTreeRecommender(paracel.Algorithm):
         wanted = np.concatenate([(base + items).ravel(), base.ravel() + n_items])
         pulled = M.pull(wanted)
         like = pulled[:width * items.size].reshape(width, items.size, -1)
-        return like, pulled[width * items.size:], items
+        return M, like, pulled[width * items.size:], items
+
+    def my_blocks(self, matrix):
+        """The blocks of ``matrix`` this worker creates and removes."""
+        return range(self.worker_id, matrix.num_blocks, self.num_workers)
+
+    def release(self, matrix):
+        """Drop this worker's blocks of a level's statistics once every worker
+        has read them (after the exchange of candidates)."""
+        for block in self.my_blocks(matrix):
+            self.remove(matrix.block_key(block))
 
     def rank_roots(self, likes, stats, n_items):
         """Clock 2: the ``trees`` best root questions (every tree's root)."""
         nodes = np.zeros(likes.shape[0], dtype=np.int64)
-        like, total, items = self.level_statistics(0, nodes, likes, stats, n_items)
+        M, like, total, items = self.level_statistics("dtr.stats.root", 1, nodes, likes, stats,
+                                                      n_items)
         errors = split_errors(like, total, self.balance)
-        mine = [(key, item, like[0, item - items[0]] if items.size else None)
+        mine = [(key, item, like[0, item - items[0]])
                 for _, key, _, item in best_questions(errors, total, items, self.trees)]
         every = sorted((c for part in self.allgather_objects(mine) for c in part),
                        key=lambda c: (c[0], c[1]))
+        self.release(M)
         if len(every) < self.trees:
             raise DataError(f"{', '.join(self.input_files)}: only {len(every)} item(s) split "
                             f"the users; params.trees is {self.trees}")
@@ -431,21 +444,30 @@ class DecisionTreeRecommender(paracel.Algorithm):
         self.iter_commit()
 
     def grow(self, tree, level, likes, stats, n_items):
-        """One clock: the questions of ``tree``'s nodes at ``level``."""
-        nodes = descend(self.questions_[tree], likes, level)
+        """One clock: the questions of ``tree``'s nodes at ``level``. Only
+        nodes with two users or more can split: the server matrix has rows
+        for those alone (at most half the users, whatever the depth)."""
         offset = 2 ** level - 1
-        nodes = np.where(nodes >= 0, nodes - offset, -1)
-        like, total, items = self.level_statistics(level, nodes, likes, stats, n_items)
-        errors = split_errors(like, total, self.balance)
-        mine = [(node, key, item, like[node, item - items[0]])
-                for node, key, _, item in best_questions(errors, total, items, 1)]
-        every = sorted((c for part in self.allgather_objects(mine) for c in part),
-                       key=lambda c: (c[0], c[1], c[2]))
-        chosen = {}
-        for node, _, item, like_stats in every:
-            chosen.setdefault(node, (item, like_stats))
-        for node, (item, like_stats) in sorted(chosen.items()):
-            self.ask(tree, offset + node, item, self.stats_[tree, offset + node], like_stats)
+        live = np.flatnonzero(self.stats_[tree, offset:2 * offset + 1, 0] > 1.5)
+        if live.size:
+            compact = np.full(offset + 1, -1, dtype=np.int64)
+            compact[live] = np.arange(live.size)
+            nodes = descend(self.questions_[tree], likes, level)
+            nodes = np.where(nodes >= 0, compact[np.maximum(nodes - offset, 0)], -1)
+            M, like, total, items = self.level_statistics(
+                f"dtr.stats.{tree}.{level}", live.size, nodes, likes, stats, n_items)
+            errors = split_errors(like, total, self.balance)
+            mine = [(node, key, item, like[node, item - items[0]])
+                    for node, key, _, item in best_questions(errors, total, items, 1)]
+            every = sorted((c for part in self.allgather_objects(mine) for c in part),
+                           key=lambda c: (c[0], c[1], c[2]))
+            self.release(M)
+            chosen = {}
+            for node, _, item, like_stats in every:
+                chosen.setdefault(node, (item, like_stats))
+            for node, (item, like_stats) in sorted(chosen.items()):
+                at = offset + live[node]
+                self.ask(tree, at, item, self.stats_[tree, at], like_stats)
         self.iter_commit()
 
     def ask(self, tree, node, item, total, like_stats):
