@@ -390,12 +390,12 @@ class AdjustKtop(paracel.Algorithm):
         wanted = np.unique(lists[lists >= 0])
         if not wanted.size:
             return np.zeros(0, dtype=np.int64), np.zeros(0)
-        values, exists = self.pull_many([(ratings, wanted), (rated, wanted)])
-        exists = exists.tocoo()
-        keys = wanted[exists.row] * n_others + exists.col
-        found = np.asarray(values[exists.row, exists.col]).ravel()
-        order = np.argsort(keys)
-        return keys[order], found[order]
+        values, exists = (part.tocoo() for part in
+                          self.pull_many([(ratings, wanted), (rated, wanted)]))
+        keys = np.sort(wanted[exists.row] * n_others + exists.col)
+        found = np.zeros(keys.size)  # a stored value always has its entry in ``rated``
+        found[np.searchsorted(keys, wanted[values.row] * n_others + values.col)] = values.data
+        return keys, found
 
     def summarise(self, sums, width, n_nodes):
         """The metrics from the summed ``sums`` of :meth:`sizes`."""
