@@ -244,39 +244,36 @@ def test_ab_digits_bounds_equal_sklearn(run_job, digits_halves):
     _check_ab(result, 2, a_ids, b_ids, expected)
 
 
-def test_sparse_rows_ab_movielens(run_job, movielens, tmp_path):
-    """``input_format: "sparse"``: ``user movie rating`` lines as sparse user
-    rows; users with an even id (A) against users with an odd id (B), the
-    movie ids matched by name across the two files (B's file holds movies A
-    never rated and the other way round)."""
+@pytest.mark.parametrize("input_format", ["sparse", "ratings"])
+def test_sparse_ab_movielens(run_job, movielens, tmp_path, input_format):
+    """A-B on sparse input, features matched by id across the two files.
+    ``sparse``: ``user movie rating`` lines as user rows, users with an even
+    id (A) against users with an odd id (B); ``ratings``: the same lines as
+    movie vectors over users, movies with an even id against odd ones. Each
+    file holds features the other lacks."""
     path, _, _ = movielens
-    lines = open(path).read().splitlines()
-    even = [l for l in lines if int(l.split()[0]) % 2 == 0]
-    odd = [l for l in lines if int(l.split()[0]) % 2 == 1]
-    (tmp_path / "a.txt").write_text("\n".join(even) + "\n")
-    (tmp_path / "b.txt").write_text("\n".join(odd) + "\n")
+    lines = [line.split() for line in open(path).read().splitlines()]
+    column = 0 if input_format == "sparse" else 1  # the id whose vector a line adds to
+    even = [f for f in lines if int(f[column]) % 2 == 0]
+    odd = [f for f in lines if int(f[column]) % 2 == 1]
+    (tmp_path / "a.txt").write_text("".join(" ".join(f) + "\n" for f in even))
+    (tmp_path / "b.txt").write_text("".join(" ".join(f) + "\n" for f in odd))
+    features = sorted({f[1 - column] for f in lines}, key=int)
+    col = {name: j for j, name in enumerate(features)}
 
-    def matrix(rows):
-        users = sorted({int(l.split()[0]) for l in rows})
-        return users, {(int(l.split()[0]), l.split()[1]): float(l.split()[2]) for l in rows}
+    def vectors(part):
+        ids = sorted({f[column] for f in part}, key=int)
+        row = {name: r for r, name in enumerate(ids)}
+        M = np.zeros((len(ids), len(features)))
+        for f in part:
+            M[row[f[column]], col[f[1 - column]]] += float(f[2])
+        return ids, M
 
-    a_users, a = matrix(even)
-    b_users, b = matrix(odd)
-    movies = sorted({m for _, m in a} | {m for _, m in b}, key=int)
-    col = {m: j for j, m in enumerate(movies)}
-
-    def dense(users, values):
-        row = {u: r for r, u in enumerate(users)}
-        M = np.zeros((len(users), len(movies)))
-        for (u, m), v in values.items():
-            M[row[u], col[m]] += v
-        return M
-
+    (a_ids, A), (b_ids, B) = vectors(even), vectors(odd)
     result = run_job(ALGORITHM, processes=3, servers=1, input=str(tmp_path / "a.txt"),
-                     params={"topk": 7, "input_format": "sparse", "simbar": 0.1,
+                     params={"topk": 7, "input_format": input_format, "simbar": 0.1,
                              "reference": str(tmp_path / "b.txt"), "block_items": 64})
-    expected = _reference_ab(dense(a_users, a), dense(b_users, b), 7, low=0.1)
-    _check_ab(result, 2, [str(u) for u in a_users], [str(u) for u in b_users], expected)
+    _check_ab(result, 2, a_ids, b_ids, _reference_ab(A, B, 7, low=0.1))
 
 
 def test_sparse_rows_within_one_set(run_job, movielens):
