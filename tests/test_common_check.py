@@ -41,7 +41,8 @@ from paracel.run import resolve
 ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
-CONFS = {"als": "als.json", "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
+CONFS = {"adjust_ktop": "adjust_ktop.json", "als": "als.json", "dtr": "dtr.json",
+         "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
          "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "wc": "wc.json"}
 
 
