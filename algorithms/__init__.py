@@ -5,7 +5,9 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 """
 
 BUNDLED = {
+    "adjust_ktop": "paracel.algorithms.adjust_ktop:AdjustKtop",
     "als": "paracel.algorithms.als:ALS",
+    "dtr": "paracel.algorithms.dtr:DecisionTreeRecommender",
     "fm": "paracel.algorithms.fm:FactorizationMachine",
     "kmeans": "paracel.algorithms.kmeans:KMeans",
     "lda": "paracel.algorithms.lda:LDA",

@@ -57,6 +57,8 @@ BENCHES = {
     "pagerank": ("networkx.pagerank", None),
     "kmeans": ("sklearn KMeans", ["given init"]),
     "sim": ("sklearn cosine_similarity", None),
+    "adjust_ktop": ("NumPy per-user residuals", None),
+    "dtr": ("sklearn DecisionTreeRegressor", None),
     "mf": ("NumPy SGD", ["staleness 0"]),
     "als": ("NumPy ALS-WR", None),
     "lda": ("lda package", None),
