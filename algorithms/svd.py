@@ -408,6 +408,6 @@ class TruncatedSVD(paracel.Algorithm):
                 U = np.asarray(Y) @ Vr[:, :k] / S[:k] * flips
             U[:, S[:k] == 0] = 0.0
             self.dump("U_", zip(row_ids.tolist(), U))
+        change = float(self.change_) if np.isfinite(self.change_) else None
         return {"singular_values": S[:k].tolist(), "iterations": iterations,
-                "converged": bool(converged), "change": float(self.change_) if np.isfinite(self.change_) else None,
-                "rows": m, "cols": n}
+                "converged": bool(converged), "change": change, "rows": m, "cols": n}

@@ -108,7 +108,8 @@ def synthetic(n_users, n_items, seen=20):
 
 
 def run_job(folder, case, topk):
-    """Run the paracel job; returns (wall seconds, metrics.json, {user: [items]}, {user: [scores]})."""
+    """Run the paracel job; returns (wall seconds, metrics.json, {user: [items]},
+    {user: [scores]})."""
     model, ratings = case.write(folder)
     job = os.path.join(folder, f"{case.name}.json")
     output = os.path.join(folder, case.name)

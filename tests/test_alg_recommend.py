@@ -16,8 +16,6 @@ scores within 1e-12 absolute. The tie rule itself is checked on a kernel
 input made of ties.
 """
 
-import os
-
 import h5py
 import numpy as np
 import pytest
