@@ -13,6 +13,7 @@ BUNDLED = {
     "lda": "paracel.algorithms.lda:LDA",
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",
+    "mvv": "paracel.algorithms.mvv:MaxVertexValue",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
     "wc": "paracel.algorithms.wc:WordCount",
