@@ -63,6 +63,8 @@ CASES = {
     "wc": Case("wc.json"),
     "sim": Case("sim.json"),
     "pagerank": Case("pagerank.json", job={"staleness": 0}),
+    # mvv: 7 supersteps; integer values and max updates, so bitwise
+    "mvv": Case("mvv.json"),
     # three k-means++ runs of 11-12 Lloyd iterations each (37 clocks), the last
     # one best: a kill lands in any run, its hand-shake, or after the end
     "kmeans": Case("kmeans.json", params={"k": 9, "n_init": 3, "tol": 0.0}),
