@@ -16,5 +16,6 @@ BUNDLED = {
     "mvv": "paracel.algorithms.mvv:MaxVertexValue",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
+    "ssi": "paracel.algorithms.ssi:SteadyStateInversion",
     "wc": "paracel.algorithms.wc:WordCount",
 }

@@ -44,7 +44,7 @@ ROOT = os.path.dirname(HERE)
 CONFS = {"adjust_ktop": "adjust_ktop.json", "als": "als.json", "dtr": "dtr.json",
          "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
          "mf": "mf.json", "mvv": "mvv.json", "pagerank": "pagerank.json", "sim": "sim.json",
-         "wc": "wc.json"}
+         "ssi": "ssi.json", "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():
