@@ -161,10 +161,11 @@ class SteadyStateInversion(paracel.Algorithm):
         own = np.arange(self.worker_id * n // self.num_workers,
                         (self.worker_id + 1) * n // self.num_workers)
         share = self.share(graph, own)
+        # made before the first clock, so a resumed job finds it in the checkpoint
+        self.scores_ = self.matrix(f"{NAME}.scores", (n, 2), block_rows=self.block_rows(n))
         scores, iterations, residual = self.iterate(share, graph.src_ids, n)
         converged = bool(residual <= self.tol)
-        scores = self.write_scores(share, graph.src_ids, scores, n, iterations, residual,
-                                   converged)
+        self.write_scores(share, graph.src_ids, scores, iterations, residual, converged)
         edges = self.sum_over_workers(share.edges)[0]
         return {"residual": residual, "converged": converged, "iterations": iterations,
                 "nodes": n, "edges": int(edges)}
@@ -272,13 +273,14 @@ class SteadyStateInversion(paracel.Algorithm):
         if touched.size:
             vector.push(share.rows[touched], products[touched], "add")
 
-    def write_scores(self, share, ids, scores, n, iterations, residual, converged):
-        """Scale the scores to sum 1, write ``ssi_<worker>`` and ``model.h5``."""
+    def write_scores(self, share, ids, scores, iterations, residual, converged):
+        """Scale the scores to sum 1, write ``ssi_<worker>`` and ``model.h5``
+        (through ``ssi.scores``)."""
         own = share.rows[share.mine]
         total = self.sum_over_workers(scores.sum())[0]
         scores = scores / total
         self.dump(f"{NAME}_", zip(ids[own].tolist(), scores.tolist()))
-        vector = self.matrix(f"{NAME}.scores", (n, 2), block_rows=self.block_rows(n))
+        vector = self.scores_
         vector.push(own, np.column_stack([scores, share.p[share.mine]]), "replace")
         self.sync()
         model = []
@@ -289,7 +291,6 @@ class SteadyStateInversion(paracel.Algorithm):
         self.save_model("model.h5", model, residual=residual, converged=converged,
                         iterations=iterations,
                         walk="P[i, j] = w_ij scores[j] / sum_k w_ik scores[k]")
-        return scores
 
 
 def directed_edges(graph, weighted, undirected):
