@@ -112,6 +112,9 @@ class Share:
         Its edges' weights, ``rows × rows`` (repeated edges summed).
     p : numpy.ndarray
         The target on ``rows``.
+    touched : numpy.ndarray
+        Positions in ``rows`` of the vertices its edges touch (where its
+        products go).
     edges : int
         How many directed edges it holds (self-loops it added included).
     """
@@ -120,6 +123,7 @@ class Share:
     mine: np.ndarray
     W: scipy.sparse.csr_matrix
     p: np.ndarray
+    touched: np.ndarray
     edges: int
 
 
@@ -196,7 +200,8 @@ class SteadyStateInversion(paracel.Algorithm):
                                     shape=(rows.size, rows.size))
         W.sum_duplicates()
         p = self.target_on(rows, own, graph)
-        return Share(rows, np.searchsorted(rows, own), W, p, int(src.size))
+        touched = np.union1d(np.flatnonzero(np.diff(W.indptr)), W.indices)
+        return Share(rows, np.searchsorted(rows, own), W, p, touched, int(src.size))
 
     def target_on(self, rows, own, graph):
         """``p`` on ``rows``, summing to 1 over all vertices: uniform, or read
@@ -214,8 +219,8 @@ class SteadyStateInversion(paracel.Algorithm):
                     [records.value, np.ones(records.index.size)]), "add")
             self.sync()
             given = vector.pull(own)
-            self.agree(target_coverage(self.target, own, given[:, 1], graph.src_ids,
-                                       records))
+            self.agree_coverage(target_coverage(self.target, own, given[:, 1],
+                                                graph.src_ids), records)
         total = self.sum_over_workers(vector.pull(own)[:, 0].sum())[0]
         return vector.pull(rows)[:, 0] / total
 
@@ -224,6 +229,23 @@ class SteadyStateInversion(paracel.Algorithm):
         errors = [found for found in self.allgather_objects(error) if found]
         if errors:
             raise paracel.DataError(errors[0])
+
+    def agree_coverage(self, problem, records):
+        """Raise, on every worker, the first worker's coverage problem
+        ``(message, repeated index or None)``, naming the lines of a
+        repeated vertex (every worker looks in its own share)."""
+        found = [item for item in self.allgather_objects(problem) if item]
+        if not found:
+            return
+        message, repeated = found[0]
+        if repeated is not None:
+            from paracel.io.lines import line_number
+
+            mine = [f"{path}:{line_number(path, offset)}" for index, (path, offset)
+                    in zip(records.index.tolist(), records.where) if index == repeated]
+            lines = [line for part in self.allgather_objects(mine) for line in part]
+            message += f" (lines {', '.join(lines)})"
+        raise paracel.DataError(message)
 
     def iterate(self, share, ids, n):
         """The iterations, one clock each; returns the scores on this
@@ -268,10 +290,8 @@ class SteadyStateInversion(paracel.Algorithm):
         products = np.column_stack([W @ self.s_, W.T @ self.a_,
                                     np.zeros(share.rows.size) if r is None else
                                     W.T @ safe_divide(share.p, r)])
-        touched = np.flatnonzero(np.diff(W.indptr) > 0)
-        touched = np.union1d(touched, np.unique(W.indices))
-        if touched.size:
-            vector.push(share.rows[touched], products[touched], "add")
+        if share.touched.size:
+            vector.push(share.rows[share.touched], products[share.touched], "add")
 
     def write_scores(self, share, ids, scores, iterations, residual, converged):
         """Scale the scores to sum 1, write ``ssi_<worker>`` and ``model.h5``
@@ -316,9 +336,10 @@ def safe_divide(numerator, denominator):
 
 
 def balance_step(a, s, r, c, p):
-    """One symmetric balancing step: ``a sqrt(p / r)``-style half steps in
-    log scale, ``(sqrt(a p / r), sqrt(s p / c))``; positions where ``r`` or
-    ``c`` is 0 (untouched by any edge of the worker) keep their value."""
+    """One symmetric balancing step, ``(sqrt(a p / r), sqrt(s p / c))``:
+    each scaling moved half-way (in log scale) to the one that would fit
+    ``r = W s`` or ``c = W^T a`` exactly. A position where ``r`` or ``c``
+    is 0 keeps its value."""
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         new_a = np.where(r != 0, np.sqrt(a * p / r), a)
         new_s = np.where(c != 0, np.sqrt(s * p / c), s)
@@ -334,12 +355,12 @@ def stationarity_residual(s, q, p):
 
 def check_degrees(out_weight, in_weight, ids):
     """A message naming the first vertex with no out- or in-weight, or None."""
-    for name, weights in (("out", out_weight), ("in", in_weight)):
+    for name, weights, walk in (("out", out_weight, "leave"), ("in", in_weight, "reach")):
         bad = np.flatnonzero(weights <= 0)
         if bad.size:
-            return (f"{NAME}: vertex {ids[bad[0]]!r} has no {name}-edge of positive weight "
-                    f"({bad.size} such in this range): no random walk can visit it with "
-                    f"the target probability (add self_loop, or use undirected)")
+            return (f"{NAME}: vertex {str(ids[bad[0]])!r} has no {name}-edge of positive "
+                    f"weight ({bad.size} such in one worker's range): the walk could not "
+                    f"{walk} it (add self_loop, or use undirected)")
     return None
 
 
@@ -394,17 +415,19 @@ def target_problem(fields, lookup):
     return None
 
 
-def target_coverage(path, own, counts, ids, records):
-    """A message if a vertex of ``own`` is missing from the target file or
-    given more than once (``counts`` from the servers), else None."""
+def target_coverage(path, own, counts, ids):
+    """``(message, repeated vertex or None)`` if a vertex of ``own`` is
+    missing from the target file or given more than once (``counts`` of
+    lines per vertex, from the servers), else None."""
     missing = np.flatnonzero(counts == 0)
     if missing.size:
-        return (f"{path}: vertex {ids[own[missing[0]]]!r} of the graph has no probability "
-                f"({missing.size} such vertices in one worker's range)")
+        return (f"{path}: vertex {str(ids[own[missing[0]]])!r} of the graph has no probability "
+                f"({missing.size} such vertices in one worker's range)", None)
     repeated = np.flatnonzero(counts > 1)
     if repeated.size:
-        return (f"{path}: vertex {ids[own[repeated[0]]]!r} is given "
-                f"{int(counts[repeated[0]])} times")
+        vertex = int(own[repeated[0]])
+        return (f"{path}: vertex {str(ids[vertex])!r} is given {int(counts[repeated[0]])} "
+                f"times", vertex)
     return None
 
 

@@ -168,8 +168,10 @@ def test_directed_stops_unconverged_at_max_iter(run_job, tmp_path):
 
 @pytest.mark.parametrize("target,params,fragment", [
     ("Myriel 0.5\nNobody 0.5\n", {}, "target.txt:2: vertex 'Nobody' is not in the graph"),
-    ("Myriel 0.5\n", {}, "has no probability"),
-    (None, {"undirected": False, "self_loop": 0.0}, "has no out-edge of positive weight"),
+    ("Myriel 0.5\n", {}, "vertex 'Anzelma' of the graph has no probability"),
+    ("".join(f"{v} 1\n" for v in sorted(nx.les_miserables_graph())) + "\nMyriel 2\n", {},
+     "vertex 'Myriel' is given 2 times (lines "),
+    (None, {"undirected": False, "self_loop": 0.0}, "' has no out-edge of positive weight"),
 ])
 def test_bad_input_names_the_file_line_or_vertex(run_job, tmp_path, target, params, fragment):
     graph = nx.les_miserables_graph()
