@@ -8,9 +8,9 @@ random walk that leaves ``i`` for ``j`` with probability
     P_ij = w_ij s_j / r_i,    r_i = sum_j w_ij s_j    (P = D_r^-1 W D_s)
 
 has ``p`` as its stationary distribution: ``p P = p``. Douban Paracel's
-``ssi`` ran 20 Newton steps on under-visited vertices and often stopped
-unconverged; this is a matrix-balancing problem with a method that
-converges. Write ``a = p / r``: then ``M = D_a W D_s`` has row sums ``p``
+``ssi``, as issue 15 describes it, took a fixed number of Newton steps on
+under-visited vertices and was often unconverged; here it is solved as the
+matrix-balancing problem it is, by a method that converges. Write ``a = p / r``: then ``M = D_a W D_s`` has row sums ``p``
 (``a_i r_i = p_i``) and column sums ``s_j (W^T a)_j = (p P)_j``, and
 ``p P = p`` is exactly "``M`` has row and column sums ``p``": find the
 diagonal scalings ``a``, ``s`` of ``W`` to the marginals ``(p, p)``, with
@@ -21,16 +21,16 @@ one with them.
 
 Sinkhorn–Knopp alternates ``a = p / (W s)`` and ``s = p / (W^T a)``; on
 graphs with hubs and leaves (nearly bipartite, so its linearisation has an
-eigenvalue near -1) it needs thousands of iterations. This uses the
-symmetric form of Sinkhorn on the bipartite embedding ``[[0, W], [W^T, 0]]``
-(Knight 2008): both scalings at once, each moved half-way in log scale,
+eigenvalue near -1) it converges very slowly. This uses the
+symmetric form of Sinkhorn–Knopp (cf. Knight 2008) on the bipartite
+embedding ``[[0, W], [W^T, 0]]``: both scalings at once, each moved half-way in log scale,
 
     a_{k+1} = sqrt(a_k p / (W s_k)),    s_{k+1} = sqrt(s_k p / (W^T a_k)),
 
 which has the same fixed points and removes the eigenvalue near -1 (on an
 undirected graph ``a_k = s_k``: the symmetric balancing iteration
-``x = sqrt(x p / (W x))``, a few dozen iterations). Both products need only
-``(a_k, s_k)``, so an iteration is one superstep.
+``x = sqrt(x p / (W x))``, which converges far faster). Both products need
+only ``(a_k, s_k)``, so an iteration is one superstep.
 
 Convergence is judged by the stationarity residual of the scores
 themselves: ``||p P(s_k) - p||_1``, with ``P(s_k)`` normalised as above
@@ -58,7 +58,7 @@ pushed at clock ``k + 2``), so no accumulator is read while it is written.
 This needs BSP: staleness 0 is required. The target is ``ssi.target`` (a
 vector written from the file at clock 0), the final scores ``ssi.scores``.
 Several workers add floats into one row in arrival order, so runs agree to
-rounding (about 1e-15 relative), not bit for bit.
+rounding, not bit for bit.
 
 Clocks and resuming
 -------------------

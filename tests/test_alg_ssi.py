@@ -220,3 +220,19 @@ def test_serial_version_is_the_dense_reference():
 def test_target_line_problems(fields, fragment):
     assert fragment in target_problem(fields, {"a": 0})
     assert target_problem(["a", "0.25"], {"a": 0}) is None
+
+
+def test_serial_version_without_a_solution_says_so():
+    """No scaling exists when ``W`` lacks support (both leaves of a star can
+    only go back to its centre, so the uniform target is out of reach): the
+    scalings stop being finite and the residual says so; with support but
+    not total support the residual only creeps down, unconverged."""
+    W = np.zeros((3, 3))
+    W[0, 1] = W[0, 2] = W[1, 0] = W[2, 0] = 1
+    with np.errstate(all="ignore"):
+        _, iterations, residual = balance(W, np.full(3, 1 / 3), 1e-9, 10000)
+    assert iterations < 10000 and not np.isfinite(residual)
+    W = np.zeros((3, 3))
+    W[0, 1] = W[1, 2] = W[2, 0] = W[0, 2] = 1
+    _, iterations, residual = balance(W, np.full(3, 1 / 3), 1e-9, 2000)
+    assert iterations == 2000 and 1e-9 < residual < 1e-3
