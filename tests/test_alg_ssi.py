@@ -1,8 +1,8 @@
 """The ``ssi`` algorithm against a plain NumPy version of its iteration and a
 stationarity check.
 
-Reference: the same iteration written densely here (``a, s = sqrt(a p /
-W s), sqrt(s p / W^T a)`` from ones), stopped by the same rule; and, for
+Reference: the same iteration written densely here (``a, s = a (p / a W
+s)^ω, s (p / s W^T a)^ω`` from ones), stopped by the same rule; and, for
 the scores the job writes, the transition matrix ``P = D_r^-1 W D_s``
 built here from ``W`` and checked for ``p P = p``.
 
@@ -44,7 +44,7 @@ DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                     "data", "pagerank", "graph.txt")
 
 
-def dense_reference(W, p, tol, max_iter):
+def dense_reference(W, p, tol, max_iter, step=0.5):
     """The iteration in plain dense NumPy: ``(scores summing to 1, iterations,
     residual)``."""
     a = np.ones(len(p))
@@ -54,7 +54,7 @@ def dense_reference(W, p, tol, max_iter):
         residual = np.abs(p @ P - p).sum()
         if residual <= tol or iteration == max_iter:
             return s / s.sum(), iteration, residual
-        a, s = np.sqrt(a * p / (W @ s)), np.sqrt(s * p / (W.T @ a))
+        a, s = (a * (p / (a * (W @ s))) ** step, s * (p / (s * (W.T @ a))) ** step)
 
 
 def transition(W, s):
@@ -93,9 +93,9 @@ def les_miserables():
     return graph, nodes, W
 
 
-def assert_matches(result, nodes, W, p, tol, max_iter, converged=True):
+def assert_matches(result, nodes, W, p, tol, max_iter, converged=True, step=0.5):
     assert_ok(result)
-    expected, iterations, residual = dense_reference(W, p, tol, max_iter)
+    expected, iterations, residual = dense_reference(W, p, tol, max_iter, step)
     scores = read_scores(result.output, nodes)
     metrics = result.metrics["metrics"]
     assert metrics["iterations"] == iterations
@@ -115,6 +115,7 @@ def assert_matches(result, nodes, W, p, tol, max_iter, converged=True):
         np.testing.assert_array_equal(model["scores"][...], scores)
         np.testing.assert_allclose(model["target"][...], p, rtol=1e-12)
         assert bool(model.attrs["converged"]) is converged
+        assert model.attrs["step"] == step
     return metrics
 
 
@@ -132,7 +133,8 @@ def test_les_miserables_uniform(run_job, tmp_path, processes, servers, partition
 
 
 def test_les_miserables_target_file(run_job, tmp_path):
-    """A seeded non-uniform target (written unnormalised: it is scaled to 1)."""
+    """A seeded non-uniform target (written unnormalised: it is scaled to
+    1), with a step of 0.6."""
     graph, nodes, W = les_miserables()
     weights = np.random.default_rng(3).uniform(0.5, 3.0, len(nodes))
     target = tmp_path / "target.txt"
@@ -142,14 +144,14 @@ def test_les_miserables_target_file(run_job, tmp_path):
     result = run_job(ALGORITHM, processes=3, servers=1, staleness=0,
                      input=write_edges(graph, tmp_path / "edges.txt"),
                      params={"undirected": True, "self_loop": 1.0, "tol": tol,
-                             "target": str(target)})
-    assert_matches(result, nodes, W, weights / weights.sum(), tol, 1000)
+                             "target": str(target), "step": 0.6})
+    assert_matches(result, nodes, W, weights / weights.sum(), tol, 1000, step=0.6)
 
 
 def test_directed_stops_unconverged_at_max_iter(run_job, tmp_path):
-    """A directed strongly connected graph: after ``max_iter`` iterations the
-    job writes the same iterate as the reference, says ``converged: false``
-    and reports its true residual."""
+    """A directed strongly connected graph (step 1 by default): after
+    ``max_iter`` iterations the job writes the same iterate as the
+    reference, says ``converged: false`` and reports its true residual."""
     full = nx.les_miserables_graph()
     flips = np.random.default_rng(1).random(full.number_of_edges()) < 0.5
     digraph = nx.DiGraph()
@@ -162,7 +164,7 @@ def test_directed_stops_unconverged_at_max_iter(run_job, tmp_path):
                      input=write_edges(graph, tmp_path / "edges.txt"),
                      params={"self_loop": 1.0, "tol": 1e-10, "max_iter": 40})
     metrics = assert_matches(result, nodes, W, np.full(len(nodes), 1 / len(nodes)), 1e-10, 40,
-                             converged=False)
+                             converged=False, step=1.0)
     assert metrics["iterations"] == 40
 
 
@@ -234,5 +236,5 @@ def test_serial_version_without_a_solution_says_so():
     assert iterations < 10000 and not np.isfinite(residual)
     W = np.zeros((3, 3))
     W[0, 1] = W[1, 2] = W[2, 0] = W[0, 2] = 1
-    _, iterations, residual = balance(W, np.full(3, 1 / 3), 1e-9, 2000)
+    _, iterations, residual = balance(W, np.full(3, 1 / 3), 1e-9, 2000, step=1.0)
     assert iterations == 2000 and 1e-9 < residual < 1e-3
