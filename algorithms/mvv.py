@@ -106,6 +106,8 @@ class MaxVertexValue(paracel.Algorithm):
 
     summary = ("max vertex value: each vertex's largest ancestor id (as networkx.ancestors), "
                "or its component's largest id (undirected), by BSP max propagation")
+    reads = ('edge lines "src dst [weight]" (whitespace or commas; weights ignored; '
+             'header/columns choose CSV columns)')
     parameters = {
         "undirected": paracel.Param(bool, False, "each edge also runs backwards: the "
                                     "largest id of the vertex's connected component"),

@@ -141,6 +141,8 @@ class SteadyStateInversion(paracel.Algorithm):
     summary = ("steady-state inversion: scores s with p P = p for P_ij ∝ w_ij s_j, "
                "by Sinkhorn-style balancing in one superstep an iteration, residual "
                "||pP - p||_1 checked")
+    reads = ('edge lines "src dst [weight]" (whitespace or commas; weights >= 0; '
+             'header/columns choose CSV columns); target: "vertex probability" lines')
     parameters = {
         "target": paracel.Param(str, None, "the stationary distribution: 'vertex "
                                 "probability' lines (relative to the job file); null: "
@@ -321,7 +323,7 @@ class SteadyStateInversion(paracel.Algorithm):
         model = []
         if self.worker_id == 0:
             whole = vector.to_numpy()
-            model = [("ids", np.char.encode(ids.astype(str), "utf-8")),
+            model = [("ids", ids),
                      ("scores", whole[:, 0]), ("target", whole[:, 1])]
         self.save_model("model.h5", model, residual=residual, converged=converged,
                         iterations=iterations, step=self.step_,
