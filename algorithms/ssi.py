@@ -8,9 +8,10 @@ random walk that leaves ``i`` for ``j`` with probability
     P_ij = w_ij s_j / r_i,    r_i = sum_j w_ij s_j    (P = D_r^-1 W D_s)
 
 has ``p`` as its stationary distribution: ``p P = p``. Douban Paracel's
-``ssi``, as issue 15 describes it, took a fixed number of Newton steps on
-under-visited vertices and was often unconverged; here it is solved as the
-matrix-balancing problem it is, by a method that converges. Write ``a = p / r``: then ``M = D_a W D_s`` has row sums ``p``
+``steady_state_inversion`` raised under-visited vertices one at a time by
+Newton steps, for a fixed number of sweeps, converged or not; here it is
+solved as the matrix-balancing problem it is, by a method that converges.
+Write ``a = p / r``: then ``M = D_a W D_s`` has row sums ``p``
 (``a_i r_i = p_i``) and column sums ``s_j (W^T a)_j = (p P)_j``, and
 ``p P = p`` is exactly "``M`` has row and column sums ``p``": find the
 diagonal scalings ``a``, ``s`` of ``W`` to the marginals ``(p, p)``, with
@@ -63,8 +64,9 @@ committed clock ``k``), the owners sum the residual of ``s_{k-1}``
 (``sum_over_workers``), and it forms ``a_{k+1}``, ``s_{k+1}``. The owners
 reset their range of ``ssi.sums{(k + 2) % 3}`` (read at clock ``k``, next
 pushed at clock ``k + 2``), so no accumulator is read while it is written.
-This needs BSP: staleness 0 is required. The target is ``ssi.target`` (a
-vector written from the file at clock 0), the final scores ``ssi.scores``.
+This needs BSP: staleness 0 is required. The target is ``ssi.target``
+(each vertex's probability and line count, added from the file at clock 0),
+the final scores ``ssi.scores``.
 Several workers add floats into one row in arrival order, so runs agree to
 rounding, not bit for bit.
 
