@@ -161,10 +161,15 @@ def test_shipped_digraph_and_max_iter(run_job):
     assert values != expected
 
 
-def test_staleness_other_than_zero_is_refused(run_job):
-    result = run_job(ALGORITHM, processes=3, servers=1, staleness=1, input=DATA)
-    assert result.returncode == 2
-    assert "staleness" in result.stderr
+def test_staleness_other_than_zero_is_refused(tmp_path):
+    """Refused by ``python -m paracel.run`` before it launches mpiexec."""
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"algorithm": ALGORITHM, "input": DATA, "staleness": 1,
+                               "output": str(tmp_path / "out")}))
+    code, _, stderr, _ = run_command([sys.executable, "-m", "paracel.run", str(job)],
+                                     timeout=60)
+    assert code == 2
+    assert "staleness: mvv runs BSP supersteps and needs 0, not 1" in stderr
 
 
 def test_bad_parameter_exits_2(tmp_path):
