@@ -13,9 +13,11 @@ BUNDLED = {
     "lda": "paracel.algorithms.lda:LDA",
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",
+    "mvv": "paracel.algorithms.mvv:MaxVertexValue",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
     "recommend": "paracel.algorithms.recommend:Recommend",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
+    "ssi": "paracel.algorithms.ssi:SteadyStateInversion",
     "svd": "paracel.algorithms.svd:TruncatedSVD",
     "wc": "paracel.algorithms.wc:WordCount",
 }

@@ -10,6 +10,8 @@ name     reference                             cases kept
 ======== ===================================== ==================================
 wc       ``collections.Counter``               the only one
 pagerank ``networkx.pagerank``                 the only one
+mvv      ``networkx.ancestors``                directed (MovieLens user -> movie)
+ssi      NumPy (the same iteration)            the only one
 kmeans   scikit-learn ``KMeans``               given init (same initial centers)
 sim      scikit-learn ``cosine_similarity``    MovieLens ratings and digits
 mf       NumPy mini-batch SGD                  staleness 0
@@ -55,6 +57,8 @@ ROOT = os.path.dirname(HERE)
 BENCHES = {
     "wc": ("collections.Counter", None),
     "pagerank": ("networkx.pagerank", None),
+    "mvv": ("networkx.ancestors", ["directed"]),
+    "ssi": ("NumPy balancing", None),
     "kmeans": ("sklearn KMeans", ["given init"]),
     "sim": ("sklearn cosine_similarity", None),
     "adjust_ktop": ("NumPy per-user residuals", None),

@@ -157,8 +157,9 @@ class DistMatrix:
     def push(self, rows, deltas, fn="add"):
         """Fold ``deltas[i]`` into row ``rows[i]`` on the servers.
 
-        ``fn`` is ``"add"`` (repeated rows accumulate), ``"sub"`` or
-        ``"replace"``; only the rows given travel. Returns a handle
+        ``fn`` is ``"add"`` (repeated rows accumulate), ``"sub"``,
+        ``"replace"``, or ``"max"`` / ``"min"`` (elementwise, a repeated row
+        taking its largest / smallest value); only the rows given travel. Returns a handle
         (``wait()`` returns once applied).
 
         ``fn`` may also name a *row* update function registered with
@@ -173,13 +174,14 @@ class DistMatrix:
         if self.sparse:
             return self._push_sparse(rows, deltas, fn)
         deltas = np.asarray(deltas)
-        row_fn = {"add": "add_rows", "sub": "add_rows", "replace": "set_rows"}.get(fn)
+        row_fn = {"add": "add_rows", "sub": "add_rows", "replace": "set_rows",
+                  "max": "max_rows", "min": "min_rows"}.get(fn)
         if row_fn is None:
             from paracel.server.updates import lookup
 
             if not isinstance(fn, str):
                 raise UserError(f"matrix {self.name!r}: push fn must be 'add', 'sub', "
-                                f"'replace' or a registered row update function, got {fn!r}")
+                                f"'replace', 'max', 'min' or a registered row update function, got {fn!r}")
             lookup(fn)  # an unknown name fails here, listing the known ones
             row_fn = fn
         if fn == "sub":

@@ -43,8 +43,9 @@ ROOT = os.path.dirname(HERE)
 #: Every bundled algorithm and its shipped job file.
 CONFS = {"adjust_ktop": "adjust_ktop.json", "als": "als.json", "dtr": "dtr.json",
          "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "pagerank": "pagerank.json", "recommend": "recommend.json",
-         "sim": "sim.json", "svd": "svd.json", "wc": "wc.json"}
+         "mf": "mf.json", "mvv": "mvv.json", "pagerank": "pagerank.json",
+         "recommend": "recommend.json", "sim": "sim.json", "ssi": "ssi.json", "svd": "svd.json",
+         "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():

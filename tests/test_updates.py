@@ -263,10 +263,41 @@ def test_add_rows_errors(old, delta, fragment):
         np.testing.assert_array_equal(old, 0)
 
 
+# -- max_rows, min_rows ------------------------------------------------------
+
+@pytest.mark.parametrize("name, ufunc", [("max_rows", np.maximum), ("min_rows", np.minimum)])
+def test_max_min_rows_match_np_ufunc_at(name, ufunc):
+    rng = np.random.default_rng(2)
+    old = rng.integers(0, 9, size=(8, 3)).astype(np.float64)
+    rows = np.array([0, 5, 5, 2, 0, 0, 7])
+    values = rng.integers(-2, 12, size=(len(rows), 3)).astype(np.float64)
+    expected = old.copy()
+    ufunc.at(expected, rows, values)
+    result = lookup(name)(old, (rows, values))
+    assert result is old
+    np.testing.assert_array_equal(result, expected)
+    untouched = [1, 3, 4, 6]
+    np.testing.assert_array_equal(result[untouched], expected[untouched])
+
+
+def test_max_rows_on_vector_keeps_the_largest_of_repeats():
+    old = np.array([5.0, 0, 0, 0, 1.0])
+    lookup("max_rows")(old, ([4, 0, 4], [3.0, 2.0, 7.0]))
+    np.testing.assert_array_equal(old, [5.0, 0, 0, 0, 7.0])
+
+
+def test_max_rows_errors():
+    with pytest.raises(UserError, match="existing dense block"):
+        lookup("max_rows")(None, ([0], [1.0]))
+    with pytest.raises(UserError, match="out of range"):
+        lookup("min_rows")(np.zeros(3), ([3], [1.0]))
+
+
 # -- the registry ------------------------------------------------------------
 
 def test_builtins_are_registered():
-    assert {"add", "sub", "max", "min", "replace", "add_rows"} <= set(names())
+    assert {"add", "sub", "max", "min", "replace", "add_rows", "set_rows", "max_rows",
+            "min_rows"} <= set(names())
     assert names() == sorted(names())
 
 

@@ -23,6 +23,10 @@ Built-ins
 ``set_rows``
     ``delta = (rows, values)``: overwrite the given rows of a dense block
     (for a repeated row, the last value wins).
+``max_rows``, ``min_rows``
+    ``delta = (rows, values)``: the elementwise maximum / minimum of the given
+    rows of a dense block and ``values`` (a repeated row takes the largest /
+    smallest of its values), other rows untouched.
 """
 
 import numpy as np
@@ -225,4 +229,22 @@ def set_rows(old, delta):
         raise UserError(f"delta does not fit the stored block of dtype {old.dtype}: "
                         f"cannot store {values.dtype}")
     old[rows] = values
+    return old
+
+
+@update_function("max_rows")
+def max_rows(old, delta):
+    """Raise the given ``rows`` of a dense block to ``values`` where larger:
+    ``delta = (rows, values)``."""
+    rows, values = _row_delta("max_rows", old, delta)
+    _in_place(np.maximum.at, old, rows, values)
+    return old
+
+
+@update_function("min_rows")
+def min_rows(old, delta):
+    """Lower the given ``rows`` of a dense block to ``values`` where smaller:
+    ``delta = (rows, values)``."""
+    rows, values = _row_delta("min_rows", old, delta)
+    _in_place(np.minimum.at, old, rows, values)
     return old
