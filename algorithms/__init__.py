@@ -7,10 +7,12 @@ Each algorithm is one module with one :class:`paracel.Algorithm` subclass;
 BUNDLED = {
     "als": "paracel.algorithms.als:ALS",
     "kmeans": "paracel.algorithms.kmeans:KMeans",
+    "lasso": "paracel.algorithms.lasso:Lasso",
     "lda": "paracel.algorithms.lda:LDA",
     "lr": "paracel.algorithms.lr:LogisticRegression",
     "mf": "paracel.algorithms.mf:MatrixFactorization",
     "pagerank": "paracel.algorithms.pagerank:PageRank",
+    "ridge": "paracel.algorithms.ridge:Ridge",
     "sim": "paracel.algorithms.sim:CosineSimilarity",
     "wc": "paracel.algorithms.wc:WordCount",
 }
