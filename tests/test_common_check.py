@@ -41,8 +41,9 @@ from paracel.run import resolve
 ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
-CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "wc": "wc.json"}
+CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lasso": "lasso.json", "lda": "lda.json",
+         "lr": "lr.json", "mf": "mf.json", "pagerank": "pagerank.json", "ridge": "ridge.json",
+         "sim": "sim.json", "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():

@@ -30,6 +30,8 @@ from paracel.algorithms import BUNDLED
 pytestmark = pytest.mark.mpi
 
 CONF = os.path.join(os.path.dirname(HERE), "conf")
+#: The held-out file of conf/ridge.json and conf/lasso.json, absolute.
+REGRESSION_TEST = os.path.join(os.path.dirname(HERE), "data", "regression", "test.csv")
 
 
 @dataclass
@@ -96,6 +98,18 @@ CASES = {
     # from the checkpoint of the last evaluation clock, before its report.
     "mf": Case("mf.json", params={"epochs": 6}),
     "als": Case("als.json", params={"iterations": 4, "lambdas": [0.03, 0.3]}),
+    # ridge's exact method: clock 1 pushes the normal equations with add; two
+    # workers' adds commute (0 + a + b == 0 + b + a), so bitwise. The job is
+    # rewritten elsewhere: the held-out file by absolute path
+    "ridge": Case("ridge.json", params={"test": REGRESSION_TEST}),
+    # ridge's ipm on one worker (two workers' add pushes onto a non-zero model
+    # land in arrival order, which rounds differently)
+    "ridge-ipm": Case("ridge.json", params={"method": "ipm", "max_iter": 8,
+                                            "test": REGRESSION_TEST},
+                      job={"staleness": 0, "processes": 3}),
+    # lasso: 38 FISTA clocks on two workers, bitwise (partials summed in
+    # worker order)
+    "lasso": Case("lasso.json", params={"test": REGRESSION_TEST}),
 }
 
 
