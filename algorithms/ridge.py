@@ -188,9 +188,7 @@ class Ridge(paracel.Algorithm):
     def _ipm(self, share, p):
         """Rounds of local SGD from the servers' model, mixed there by ``add``."""
         count, sum_y, norms = self.sum_over_workers(
-            [share.y.size, share.y.sum(),
-             float(np.asarray(share.X.multiply(share.X).sum()) if hasattr(share.X, "multiply")
-                   and not isinstance(share.X, np.ndarray) else (share.X ** 2).sum())])
+            [share.y.size, share.y.sum(), linear.squared_norm(share.X)])
         eta0 = self.learning_rate or 0.5 / (norms / count + 1.0)
         model = self.matrix("ridge.w", (p,))
         if not self.resumed:
