@@ -16,6 +16,8 @@ mf       NumPy mini-batch SGD                  staleness 0
 als      NumPy ALS-WR                          the only one (3 λ)
 lda      the ``lda`` package (Cython)          staleness 0
 lr       scikit-learn ``LogisticRegression``   gd and sgd, staleness 0
+ridge    scikit-learn ``Ridge``                exact and ipm (200k x 100 generated)
+lasso    scikit-learn ``Lasso``                the only one (same set)
 ======== ===================================== ==================================
 
 The benchmarks still run their other cases (lr's sgd at staleness 2 and
@@ -61,6 +63,8 @@ BENCHES = {
     "als": ("NumPy ALS-WR", None),
     "lda": ("lda package", None),
     "lr": ("sklearn LogisticRegression", ["gd-0", "sgd-0"]),
+    "ridge": ("sklearn Ridge", None),
+    "lasso": ("sklearn Lasso", None),
 }
 
 HEADER = ["algorithm", "data", "job wall s", "solve s", "reference s", "solve/ref", "metric",
