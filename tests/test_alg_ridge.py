@@ -149,3 +149,21 @@ def test_bad_parameters_are_refused_naming_them():
                          ({"format": "csv"}, "params.format")):
         with pytest.raises(ConfigError, match=name):
             ParacelRidge(**params)
+
+
+def test_kernels(diabetes):
+    """The pure kernels (no MPI): the normal equations summed over row
+    shares equal the whole's, and solve to the closed form."""
+    from paracel.algorithms.linear import augmented_gram, regression_scores, ridge_solve
+
+    _, _, X, y = diabetes["train"]
+    parts = [augmented_gram(X[rows], y[rows], True)
+             for rows in np.array_split(np.arange(len(y)), 3)]
+    gram, rhs = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    w, b = ridge_solve(gram, rhs, 2.0, True, False)
+    w_ref, b_ref = closed_form(X, y, 2.0)
+    np.testing.assert_allclose(w, w_ref, rtol=0, atol=1e-9)
+    assert abs(b - b_ref) < 1e-9
+    r = y - X @ w - b
+    found = regression_scores(len(y), r @ r, y.sum(), y @ y)
+    assert found["r2"] == pytest.approx(1 - (r @ r) / np.sum((y - y.mean()) ** 2), rel=1e-12)
