@@ -168,33 +168,53 @@ def load_share(algorithm):
         y, X = algorithm.load_libsvm(n_features=algorithm.n_features,
                                      zero_based=algorithm.zero_based)
         X.sum_duplicates()
-        X = densified(X)
+        X, where = densified(X), None
     else:
         algorithm.zero_based_ = None
-        y, X = _dense(algorithm, None)
+        y, X, where = _dense(algorithm, None)
     y = np.asarray(y, dtype=np.float64)
-    _check_finite(algorithm, algorithm.input_files, X, y)
     sizes = algorithm.allgather(X.shape[0])[:, 0].astype(np.int64)
     n = int(sizes.sum())
     if n == 0:
         raise DataError(f"{algorithm.input_files[0]}: no examples in the input")
-    return Share(X, y, n, int(sizes[:algorithm.worker_id].sum()))
+    offset = int(sizes[:algorithm.worker_id].sum())
+    _check_finite(algorithm, algorithm.input_files, X, y, where, offset)
+    return Share(X, y, n, offset)
 
 
 def _dense(algorithm, files):
-    _, values = algorithm.load_dense(files=files, has_id=False)
+    """``(y, X, where)`` of a dense share: ``where[i]`` is row ``i``'s
+    ``"<file>:<byte offset>"``."""
+    where, values = algorithm.load_dense(files=files, has_id=False)
     if values.shape[1] < 2 and values.shape[0]:
         path = (files or algorithm.input_files)[0]
         raise DataError(f"{path}:1: a dense regression line needs the target and at least "
                         f"one feature; found {values.shape[1]} value(s)")
-    return values[:, 0].copy(), np.ascontiguousarray(values[:, 1:])
+    return values[:, 0].copy(), np.ascontiguousarray(values[:, 1:]), where
 
 
-def _check_finite(algorithm, files, X, y):
-    data = X.data if hasattr(X, "data") and not isinstance(X, np.ndarray) else X
-    bad = not (np.isfinite(y).all() and np.isfinite(data).all())
-    if algorithm.sum_over_workers([float(bad)])[0]:
-        raise DataError(f"{files[0]}: the input holds NaN or infinite values")
+def _check_finite(algorithm, files, X, y, where, offset):
+    """Refuse NaN or infinite values (collective), naming the first such
+    line of this worker's share (LIBSVM: its row in input order)."""
+    if isinstance(X, np.ndarray):
+        bad_rows = ~(np.isfinite(X).all(axis=1) & np.isfinite(y))
+    else:
+        bad_rows = ~np.isfinite(y)
+        bad_rows[np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[
+            ~np.isfinite(X.data)]] = True
+    bad = np.flatnonzero(bad_rows)
+    if algorithm.sum_over_workers([bad.size])[0] == 0:
+        return
+    if bad.size:
+        if where is not None:
+            from paracel.io.lines import line_number
+
+            path, _, at = where[bad[0]].rpartition(":")
+            raise DataError(f"{path}:{line_number(path, int(at))}: NaN or infinite value")
+        raise DataError(f"{files[0]}{'...' if len(files) > 1 else ''}: row {offset + bad[0]} "
+                        "(0-based, in input order) holds a NaN or infinite value")
+    raise DataError(f"{files[0]}: the input holds NaN or infinite values (see the other "
+                    "workers' messages)")
 
 
 def load_test(algorithm, d):
@@ -213,12 +233,17 @@ def load_test(algorithm, d):
         Xc = Xc[:, keep].tocsr()
         X = scipy.sparse.csr_matrix((Xc.data, ids[keep].astype(np.int64)[Xc.indices],
                                      Xc.indptr), shape=(Xc.shape[0], d))
+        where = None
     else:
-        y, X = _dense(algorithm, [algorithm.test])
+        y, X, where = _dense(algorithm, [algorithm.test])
         if X.shape[0] and X.shape[1] != d:
             raise DataError(f"{algorithm.test}:1: {X.shape[1]} features, but the training "
                             f"input has {d}")
-    return X, np.asarray(y, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sizes = algorithm.allgather(X.shape[0])[:, 0].astype(np.int64)
+    _check_finite(algorithm, [algorithm.test], X, y, where,
+                  int(sizes[:algorithm.worker_id].sum()))
+    return X, y
 
 
 # -- scoring and the end of a run ----------------------------------------------

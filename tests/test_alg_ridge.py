@@ -20,8 +20,8 @@ References and tolerances:
   the objective ``||y - X w - b||^2 + alpha ||w||^2`` within 1 % of the
   optimum with 4 workers (measured in simulation: 0.3-0.6 % for 1-4
   workers; SGD mixing stops near, not at, the optimum).
-* Bad input (a CSV line with a missing column) stops the job naming the
-  file and line; bad parameters are refused naming ``params.<name>``.
+* Bad input (a CSV line with a missing column, a NaN) stops the job naming
+  the file and line; bad parameters are refused naming ``params.<name>``.
 """
 
 import json
@@ -139,6 +139,11 @@ def test_bad_line_names_file_and_line(run_job, tmp_path):
     result = run_job("ridge", processes=2, input=str(path), params={"format": "dense"})
     assert result.returncode == 2, result.stderr[-3000:]
     assert f"{path}:2" in result.stderr
+    path.write_text("y,a\n1.0,2.0\n2.0,nan\n")
+    result = run_job("ridge", processes=2, input=str(path), header=True,
+                     params={"format": "dense"})
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"{path}:3: NaN or infinite value" in result.stderr
 
 
 def test_bad_parameters_are_refused_naming_them():
