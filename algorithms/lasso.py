@@ -191,6 +191,12 @@ class Lasso(paracel.Algorithm):
                    "learning_rate": float(step)}
         return linear.finish(self, share, test, w, b, metrics, method="fista", tol=self.tol)
 
+    @classmethod
+    def apply_model(cls, worker, model):
+        """Predict the target of new rows with a saved model (``predict``;
+        see :func:`linear.apply_model`)."""
+        return linear.apply_model(worker, model)
+
     def state(self):
         """The loop's progress (:class:`Progress`)."""
         return asdict(self.progress_)

@@ -277,3 +277,50 @@ def finish(algorithm, share, test, w, b, metrics, **attrs):
                                                      repr(float(prediction[i]))))
                                  for i in range(share.y.size)], sep="\t")
     return found
+
+
+# -- applying a saved model (python -m paracel.run predict) ---------------------
+
+def apply_model(worker, model):
+    """Predict the target of ``worker``'s share of the input with a saved
+    ``ridge`` or ``lasso`` model: ``pred_<worker>`` lines
+    ``row\\t[target\\t]prediction`` (rows numbered from 0 in input order),
+    and ``rmse``, ``r2`` when the input carries the target.
+
+    The input is read in the model's ``format``: LIBSVM (indices in the
+    training input's base, the label the target; features the model does
+    not know weigh 0), or dense lines of the model's ``n_features`` values
+    (no target) or one more (the target first). Collective.
+    """
+    w = np.asarray(model["w"], dtype=np.float64)
+    b = float(np.asarray(model["intercept"])[0])
+    d = w.size
+    if model.attrs.get("format") == "libsvm":
+        y, Xc, ids = worker.load_libsvm(zero_based=bool(model.attrs.get("zero_based", False)),
+                                        compact=True)
+        Xc.sum_duplicates()
+        known = ids < d
+        weights = np.zeros(ids.size)
+        weights[known] = w[ids[known].astype(np.int64)]
+        prediction, truth = Xc @ weights + b, np.asarray(y, dtype=np.float64)
+    else:
+        _, values = worker.load_dense(has_id=False)
+        if values.shape[1] not in (d, d + 1):
+            raise DataError(f"{worker.input_files[0]}:1: {values.shape[1]} values a line, but "
+                            f"the model {model.path} takes {d} features (and the target "
+                            "first, optionally)")
+        with_target = values.shape[1] == d + 1
+        X = values[:, 1:] if with_target else values
+        prediction = X @ w + b
+        truth = values[:, 0] if with_target else None
+    sizes = worker.allgather(prediction.size)[:, 0].astype(np.int64)
+    offset = int(sizes[:worker.worker_id].sum())
+    worker.dump("pred_", [(offset + i, ((repr(float(truth[i])),) if truth is not None else ())
+                           + (repr(float(p)),)) for i, p in enumerate(prediction)], sep="\t")
+    found = {"examples": int(sizes.sum())}
+    if truth is not None:
+        r = truth - prediction
+        count, sse, sum_y, sum_y2 = worker.sum_over_workers([truth.size, r @ r, truth.sum(),
+                                                              truth @ truth])
+        found.update(regression_scores(count, sse, sum_y, sum_y2))
+    return found

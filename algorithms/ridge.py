@@ -161,6 +161,12 @@ class Ridge(paracel.Algorithm):
         return linear.finish(self, share, test, w, b, metrics, method=self.method,
                              penalize_intercept=self.penalize_intercept)
 
+    @classmethod
+    def apply_model(cls, worker, model):
+        """Predict the target of new rows with a saved model (``predict``;
+        see :func:`linear.apply_model`)."""
+        return linear.apply_model(worker, model)
+
     def state(self):
         """``ipm``: the generator's state (the model is on the servers);
         ``exact``: nothing."""

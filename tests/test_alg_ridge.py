@@ -15,7 +15,9 @@ References and tolerances:
   (absolute; coefficients are of order 1-40), with 1, 2 and 4 workers and
   both formats; ``penalize_intercept: true`` against the closed form with
   ``D = I``; held-out RMSE and R^2 equal scikit-learn's within 1e-9
-  (relative); the predictions file equals ``X w + b``.
+  (relative); the predictions file equals ``X w + b``; ``python -m
+  paracel.run predict`` with the saved model on the test file gives the
+  job's held-out scores (1e-12) and ``X w + b``.
 * ``method: "ipm"`` (iterative parameter mixing of local SGD, 50 rounds):
   the objective ``||y - X w - b||^2 + alpha ||w||^2`` within 1 % of the
   optimum with 4 workers (measured in simulation: 0.3-0.6 % for 1-4
@@ -26,6 +28,7 @@ References and tolerances:
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -34,7 +37,7 @@ from sklearn.linear_model import Ridge
 from sklearn.preprocessing import StandardScaler
 
 import paracel
-from conftest import assert_ok
+from conftest import JobResult, assert_ok, run_command
 from paracel.errors import ConfigError
 
 pytestmark = pytest.mark.mpi
@@ -93,7 +96,7 @@ def predictions(result, workers):
                          [(1, 1, "libsvm", 1.0, False), (2, 2, "dense", 10.0, False),
                           (4, 1, "libsvm", 1.0, True)])
 def test_exact_equals_closed_form_and_sklearn(run_job, diabetes, workers, servers, fmt, alpha,
-                                              penalize):
+                                              penalize, tmp_path):
     result = run(run_job, diabetes, workers, servers, fmt, alpha=alpha,
                  penalize_intercept=penalize)
     _, _, X, y = diabetes["train"]
@@ -118,6 +121,32 @@ def test_exact_equals_closed_form_and_sklearn(run_job, diabetes, workers, server
     pred = predictions(result, workers)
     np.testing.assert_allclose(pred[:, 0], y, rtol=1e-15)
     np.testing.assert_allclose(pred[:, 1], X @ w + b, rtol=1e-12)
+    if workers == 1:
+        check_predict(result, diabetes, fmt, tmp_path)
+
+
+def check_predict(result, diabetes, fmt, tmp_path):
+    """``python -m paracel.run predict`` applies the saved model to the test
+    file: the job's held-out scores, predictions ``X w + b``."""
+    svm, csv, Xt, yt = diabetes["test"]
+    output = tmp_path / "predicted"
+    command = [sys.executable, "-m", "paracel.run", "predict",
+               os.path.join(result.output, "model.h5"), svm if fmt == "libsvm" else csv,
+               "--output", str(output), "-n", "3"]
+    if fmt == "dense":
+        command += ["--set", "header=true"]
+    code, _, err, _ = run_command(command, 120)
+    assert code == 0, err[-3000:]
+    with open(output / "metrics.json", encoding="utf-8") as handle:
+        found = json.load(handle)["metrics"]
+    expected = result.metrics["metrics"]
+    assert found["rmse"] == pytest.approx(expected["test_rmse"], rel=1e-12)
+    assert found["r2"] == pytest.approx(expected["test_r2"], rel=1e-12)
+    model = paracel.load_model(os.path.join(result.output, "model.h5"))
+    pred = predictions(JobResult(0, "", "", str(output), 0.0), 2)
+    np.testing.assert_allclose(pred[:, 1], Xt @ np.asarray(model["w"])
+                               + float(np.asarray(model["intercept"])[0]), rtol=1e-12)
+
 
 
 def test_ipm_within_one_percent_of_the_optimum(run_job, diabetes):
