@@ -12,7 +12,8 @@ Printed: the job's wall time (launch and load included), its ``solve``
 time (loading included), scikit-learn's fit time (load not included), the
 ratios, scikit-learn's load and fit time, the objective
 ``||y - Xw - b||^2 / (2n) + alpha ||w||_1`` of both, the largest coefficient
-difference, iterations and non-zeros; then how busy the machine was. ``--json PATH`` also writes the row as JSON.
+difference, iterations and non-zeros; then how busy the machine was.
+``--json PATH`` also writes the row as JSON.
 
 Run (from the project folder)::
 
