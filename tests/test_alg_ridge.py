@@ -201,3 +201,21 @@ def test_kernels(diabetes):
     r = y - X @ w - b
     found = regression_scores(len(y), r @ r, y.sum(), y @ y)
     assert found["r2"] == pytest.approx(1 - (r @ r) / np.sum((y - y.mean()) ** 2), rel=1e-12)
+
+
+def test_local_sgd_kernel_approaches_the_optimum(diabetes):
+    """ipm's local step alone (one share, no MPI), with a decaying step:
+    within 1 % of the optimal objective after 100 passes."""
+    from paracel.algorithms.ridge import local_sgd
+
+    _, _, X, y = diabetes["train"]
+    w_ref, b_ref = closed_form(X, y, 1.0)
+    best = np.sum((y - X @ w_ref - b_ref) ** 2) + w_ref @ w_ref
+    theta = np.append(np.zeros(X.shape[1]), y.mean())
+    rng = np.random.default_rng(0)
+    eta0 = 0.5 / (np.mean((X ** 2).sum(axis=1)) + 1)
+    for epoch in range(100):
+        theta = local_sgd(X, y, theta, eta0 / (1 + 0.05 * epoch), 1.0 / len(y), 1, 16, rng,
+                          True, False)
+    w, b = theta[:-1], theta[-1]
+    assert best <= np.sum((y - X @ w - b) ** 2) + w @ w <= 1.01 * best
