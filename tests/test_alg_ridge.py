@@ -73,10 +73,10 @@ def diabetes(tmp_path_factory):
     return found
 
 
-def run(run_job, diabetes, workers, servers, fmt, **params):
+def run(run_job, diabetes, workers, servers, fmt, staleness=0, **params):
     svm, csv, _, _ = diabetes["train"]
     test = diabetes["test"][0 if fmt == "libsvm" else 1]
-    job = {"input": svm if fmt == "libsvm" else csv, "servers": servers,
+    job = {"input": svm if fmt == "libsvm" else csv, "servers": servers, "staleness": staleness,
            "params": {"format": fmt, "test": test, "predict": True, **params}}
     if fmt == "dense":
         job["header"] = True
@@ -150,7 +150,7 @@ def check_predict(result, diabetes, fmt, tmp_path):
 
 
 def test_ipm_within_one_percent_of_the_optimum(run_job, diabetes):
-    result = run(run_job, diabetes, 4, 1, "libsvm", method="ipm", alpha=1.0)
+    result = run(run_job, diabetes, 4, 1, "libsvm", staleness=2, method="ipm", alpha=1.0)
     _, _, X, y = diabetes["train"]
     w_ref, b_ref = closed_form(X, y, 1.0)
     best = np.sum((y - X @ w_ref - b_ref) ** 2) + w_ref @ w_ref
