@@ -224,18 +224,13 @@ class Lasso(paracel.Algorithm):
         d = share.d
         b = v[d] if self.fit_intercept else 0.0
         xtr, sums = linear.residual_sums(share.X, share.y, v[:d], b)
-        self.write((PARTIAL, self.worker_id, (self.clock + 1) % 2), np.concatenate([xtr, sums]))
+        linear.write_partial(self, PARTIAL, np.concatenate([xtr, sums]))
 
     def _step(self, progress, share, step, col_sums, y_sums):
         """Sum the partials of this clock in worker order; test the gap at
         ``v``; take the proximal step, the momentum and the restart test."""
-        if self.staleness != 0:
-            self.sync()
         d = share.d
-        parts = self.read_multi([(PARTIAL, k, self.clock % 2) for k in range(self.num_workers)])
-        total = parts[0].copy()
-        for part in parts[1:]:
-            total += part
+        total = linear.sum_partials(self, PARTIAL)
         xtr, sums = total[:d], total[d:]
         v = progress.v
         primal, gap, y_norm2 = duality_gap(xtr, sums, v[:d], self.alpha, share.n, col_sums,

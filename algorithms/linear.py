@@ -125,6 +125,31 @@ def regression_scores(count, sse, sum_y, sum_y2):
             "r2": float(1.0 - sse / sst) if sst > 0 else float("nan")}
 
 
+# -- sums over the workers, kept on the servers --------------------------------
+
+def write_partial(algorithm, name, values):
+    """Write this worker's ``values`` for the clock it is about to end under
+    its own key ``(name, worker, clock % 2)``: two slots, so a fast worker
+    never overwrites what a slow one still reads (it may be one clock ahead
+    at most when it reads after :func:`sum_partials`)."""
+    algorithm.write((name, algorithm.worker_id, (algorithm.clock + 1) % 2),
+                    np.asarray(values, dtype=np.float64))
+
+
+def sum_partials(algorithm, name):
+    """Every worker's partial of the clock just ended, summed in worker
+    order: the same bits on every worker and in every run. With a staleness
+    other than 0 a barrier first (a full sum needs every share)."""
+    if algorithm.staleness != 0:
+        algorithm.sync()
+    parts = algorithm.read_multi([(name, k, algorithm.clock % 2)
+                                  for k in range(algorithm.num_workers)])
+    total = parts[0].copy()
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 # -- loading -----------------------------------------------------------------
 
 #: A LIBSVM share at least this dense is held as a dense array (at most 4/3
