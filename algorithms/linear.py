@@ -81,16 +81,21 @@ def augmented_gram(X, y, fit_intercept):
     return gram, np.asarray(A.T @ y).ravel()
 
 
+def penalty_diagonal(p, alpha, fit_intercept, penalize_intercept):
+    """The diagonal of ``alpha D``: ``alpha``, but 0 at an unpenalised intercept."""
+    penalty = np.full(p, float(alpha))
+    if fit_intercept and not penalize_intercept:
+        penalty[-1] = 0.0
+    return penalty
+
+
 def ridge_solve(gram, rhs, alpha, fit_intercept, penalize_intercept):
     """Solve ``(A^T A + alpha D) theta = A^T y``: ``D`` the identity, but 0
     at the intercept unless ``penalize_intercept``. Returns ``(w, b)``."""
     import scipy.linalg
 
-    p = gram.shape[0]
-    penalty = np.full(p, float(alpha))
-    if fit_intercept and not penalize_intercept:
-        penalty[-1] = 0.0
-    system = gram + np.diag(penalty)
+    system = gram + np.diag(penalty_diagonal(gram.shape[0], alpha, fit_intercept,
+                                             penalize_intercept))
     try:
         theta = scipy.linalg.solve(system, rhs, assume_a="sym")
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):

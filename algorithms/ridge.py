@@ -26,9 +26,18 @@ symmetric solve, least squares if singular), so all hold the same model.
 The work over the data, ``O(n d^2)``, is spread over the workers; the solve
 is ``O(d^3)`` and the system ``d^2`` numbers, which is fine for the feature
 counts of dense inputs: a system beyond ``MAX_EXACT_FEATURES`` is refused
-(for many sparse features use ``ipm``, or an iterative solver of the same
-objective such as conjugate gradient, whose matrix-vector products are
-sums over the shares like ``lasso``'s gradient; not offered here).
+(use ``cg``).
+
+``method: "cg"`` solves the same system by conjugate gradients without
+forming it, for many (sparse) features: the product ``(A^T A + alpha D) p``
+is ``sum_k A_k^T (A_k p) + alpha D p``, and every iteration (a clock) each
+worker writes its share's ``A_k^T (A_k p)`` under its own key
+(:func:`linear.write_partial`), ends the clock and sums every worker's in
+worker order (:func:`linear.sum_partials`); all workers then take the same
+CG step, so the run is bit-for-bit reproducible. ``A^T y`` is summed once
+before. It stops when ``||A^T y - M theta|| <= tol ||A^T y||`` or after
+``max_iter`` iterations. In exact arithmetic CG ends within ``p`` steps;
+ill-conditioned data (weak ``alpha``, correlated features) take more.
 
 ``method: "ipm"`` is Paracel's iterative parameter mixing: the model
 ``theta = (w, b)`` lives on the servers (``ridge.w``); every round each
@@ -49,7 +58,9 @@ Checkpoints and resume
 ``exact``: clock 1 is the pushes; a resumed job finds the sums on the
 servers and solves again (nothing to keep on the worker). ``ipm``: a
 worker's state is its generator's state (the shuffles to come); the model
-is on the servers, a round is a clock.
+is on the servers, a round is a clock. ``cg``: the iterate, residual,
+direction and whether the clock's partials still wait to be read
+(:class:`CGProgress`).
 
 Output
 ------
@@ -61,6 +72,8 @@ Output
 and with ``test`` ``test_rmse``, ``test_r2``. See :mod:`linear` for the
 input formats.
 """
+
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -109,6 +122,42 @@ def local_sgd(X, y, theta, eta, alpha_n, epochs, batch_size, rng, fit_intercept,
     return theta
 
 
+#: ``max_iter`` when null, by method.
+DEFAULT_MAX_ITER = {"exact": 1, "ipm": 50, "cg": 1000}
+#: The key of ``cg``'s per-worker partial products.
+PRODUCT = "ridge.product"
+
+
+@dataclass
+class CGProgress:
+    """Where this worker's conjugate gradients are between two clocks."""
+
+    theta: np.ndarray        # the iterate (w, then b)
+    residual: np.ndarray     # A^T y - M theta
+    direction: np.ndarray    # p
+    norm2: float             # ||residual||^2
+    pending: bool = False    # partials of this clock written, not yet read
+    converged: bool = False
+
+
+def cg_step(progress, product, limit):
+    """One conjugate-gradient step, given ``product = M p`` for the current
+    direction ``p``; marks the progress converged once the residual's norm
+    is at most ``limit``."""
+    curvature = float(progress.direction @ product)
+    progress.pending = False
+    if curvature <= 0:
+        progress.converged = True        # M p = 0: nothing left to move along
+        return
+    step = progress.norm2 / curvature
+    progress.theta = progress.theta + step * progress.direction
+    progress.residual = progress.residual - step * product
+    norm2 = float(progress.residual @ progress.residual)
+    progress.direction = progress.residual + (norm2 / progress.norm2) * progress.direction
+    progress.norm2 = norm2
+    progress.converged = bool(np.sqrt(norm2) <= limit)
+
+
 class Ridge(paracel.Algorithm):
     """Ridge regression: exact normal equations summed on the servers, or
     iterative parameter mixing of local SGD."""
@@ -121,12 +170,16 @@ class Ridge(paracel.Algorithm):
     parameters = {
         **linear.COMMON_PARAMETERS,
         "method": paracel.Param(str, "exact", "exact: solve the normal equations summed on "
-                                "the servers; ipm: iterative parameter mixing of local SGD "
-                                "(Paracel's)", choices=("exact", "ipm")),
+                                "the servers; cg: conjugate gradients, products summed on the "
+                                "servers (many features); ipm: iterative parameter mixing of "
+                                "local SGD (Paracel's)", choices=("exact", "cg", "ipm")),
         "penalize_intercept": paracel.Param(bool, False, "add alpha b^2 to the objective "
                                             "(Paracel's ridge did)"),
-        "max_iter": paracel.Param(int, 50, "ipm: rounds (clocks) of local SGD and mixing",
-                                  low=1),
+        "max_iter": paracel.Param(int, None, "ipm: rounds (clocks) of local SGD and mixing; "
+                                  "cg: most iterations (clocks); null: ipm 50, cg 1000", low=1,
+                                  nullable=True),
+        "tol": paracel.Param(float, 1e-10, "cg: stop when the residual of the normal "
+                             "equations is at most tol x ||A^T y||", low=0.0),
         "local_epochs": paracel.Param(int, 1, "ipm: passes over the worker's share per round",
                                       low=1),
         "batch_size": paracel.Param(int, 16, "ipm: rows per SGD step", low=1),
@@ -138,7 +191,11 @@ class Ridge(paracel.Algorithm):
     }
 
     def expected_clocks(self):
-        return 1 if self.method == "exact" else self.max_iter
+        return 1 if self.method == "exact" else self._max_iter()
+
+    def _max_iter(self):
+        """``max_iter``, or its default for the method."""
+        return self.max_iter or DEFAULT_MAX_ITER[self.method]
 
     def solve(self):
         share = linear.load_share(self)
@@ -153,11 +210,15 @@ class Ridge(paracel.Algorithm):
                                   f"{MAX_EXACT_FEATURES}); use method ipm for this many "
                                   "features")
             w, b, rounds = *self._exact(share, p), 1
+        elif self.method == "cg":
+            w, b, rounds = self._cg(share, p)
         else:
-            w, b, rounds = *self._ipm(share, p), self.max_iter
+            w, b, rounds = *self._ipm(share, p), self._max_iter()
         sse = linear.scores(self, share.X, share.y, w, b)["rmse"] ** 2 * share.n
         metrics = {"objective": objective(sse, w, b, self.alpha, self.penalize_intercept),
                    "rounds": rounds}
+        if self.method == "cg":
+            metrics["converged"] = self.progress_.converged
         return linear.finish(self, share, test, w, b, metrics, method=self.method,
                              penalize_intercept=self.penalize_intercept)
 
@@ -169,14 +230,18 @@ class Ridge(paracel.Algorithm):
 
     def state(self):
         """``ipm``: the generator's state (the model is on the servers);
-        ``exact``: nothing."""
-        return {"rng": self.rng_.bit_generator.state} if self.method == "ipm" else {}
+        ``cg``: :class:`CGProgress`; ``exact``: nothing."""
+        if self.method == "ipm":
+            return {"rng": self.rng_.bit_generator.state}
+        return asdict(self.progress_) if self.method == "cg" else {}
 
     def restore(self, state):
         """Take back :meth:`state`."""
         if self.method == "ipm":
             self.rng_ = np.random.default_rng()
             self.rng_.bit_generator.state = state["rng"]
+        elif self.method == "cg":
+            self.progress_ = CGProgress(**state)
 
     def _exact(self, share, p):
         """Push this share's normal equations (clock 1), read the sums, solve."""
@@ -191,6 +256,33 @@ class Ridge(paracel.Algorithm):
         return linear.ridge_solve(gram.to_numpy(), rhs.to_numpy(), self.alpha,
                                   self.fit_intercept, self.penalize_intercept)
 
+    def _cg(self, share, p):
+        """Conjugate gradients on the normal equations, the products summed
+        over the workers on the servers; returns ``(w, b, iterations)``."""
+        A = linear.design(share.X, self.fit_intercept)
+        penalty = linear.penalty_diagonal(p, self.alpha, self.fit_intercept, self.penalize_intercept)
+        rhs = self.sum_over_workers(np.asarray(A.T @ share.y).ravel())
+        limit = self.tol * float(np.linalg.norm(rhs))
+        if not self.resumed:
+            norm2 = float(rhs @ rhs)
+            self.progress_ = CGProgress(theta=np.zeros(p), residual=rhs.copy(),
+                                        direction=rhs.copy(), norm2=norm2,
+                                        converged=bool(np.sqrt(norm2) <= limit))
+        progress = self.progress_
+        while True:
+            if progress.pending:
+                product = linear.sum_partials(self, PRODUCT) + penalty * progress.direction
+                cg_step(progress, product, limit)
+                self.report(residual=float(np.sqrt(progress.norm2)))
+            if progress.converged or self.clock >= self._max_iter():
+                break
+            linear.write_partial(self, PRODUCT, np.asarray(A.T @ (A @ progress.direction)).ravel())
+            progress.pending = True
+            self.iter_commit()
+        theta = progress.theta
+        w, b = (theta[:-1], float(theta[-1])) if self.fit_intercept else (theta, 0.0)
+        return w, b, self.clock
+
     def _ipm(self, share, p):
         """Rounds of local SGD from the servers' model, mixed there by ``add``."""
         count, sum_y, norms = self.sum_over_workers(
@@ -203,7 +295,7 @@ class Ridge(paracel.Algorithm):
                 model.push([p - 1], [sum_y / count], "replace")
             self.sync()
         weight = share.y.size / share.n
-        while self.clock < self.max_iter:
+        while self.clock < self._max_iter():
             theta = model.to_numpy()
             eta = eta0 / (1.0 + self.lr_decay * self.clock)
             local = local_sgd(share.X, share.y, theta, eta, self.alpha / share.n,

@@ -107,6 +107,9 @@ CASES = {
     "ridge-ipm": Case("ridge.json", params={"method": "ipm", "max_iter": 8,
                                             "test": REGRESSION_TEST},
                       job={"staleness": 0, "processes": 3}),
+    # ridge's conjugate gradients on two workers: bitwise (products summed in
+    # worker order)
+    "ridge-cg": Case("ridge.json", params={"method": "cg", "test": REGRESSION_TEST}),
     # lasso: 38 FISTA clocks on two workers, bitwise (partials summed in
     # worker order)
     "lasso": Case("lasso.json", params={"test": REGRESSION_TEST}),
