@@ -207,7 +207,7 @@ class Ridge(paracel.Algorithm):
         if self.method == "exact":
             if p > MAX_EXACT_FEATURES:
                 raise ConfigError(f"params.method: exact forms a {p} x {p} system (more than "
-                                  f"{MAX_EXACT_FEATURES}); use method ipm for this many "
+                                  f"{MAX_EXACT_FEATURES}); use method cg for this many "
                                   "features")
             w, b, rounds = *self._exact(share, p), 1
         elif self.method == "cg":

@@ -11,7 +11,8 @@ Cases, each a paracel job (``-n 5 --servers 1``: 4 workers, 1 server)
 against ``sklearn.linear_model.Ridge(alpha)`` (``--alpha``, default 1):
 
 1. **exact**: the normal equations summed on the servers;
-2. **ipm-10**: iterative parameter mixing, 10 rounds of one local SGD pass in
+2. **cg**: conjugate gradients, the products summed on the servers;
+3. **ipm-10**: iterative parameter mixing, 10 rounds of one local SGD pass in
    mini-batches of 256.
 
 Printed per case: the job's wall time (launch and load included), its
@@ -81,8 +82,9 @@ def main():
         ref = Ridge(alpha=args.alpha).fit(X, y)
         ref_wall = time.perf_counter() - start
         best = ridge_objective(X, y, ref.coef_, ref.intercept_, args.alpha)
-        for label, params in (("exact", {}), ("ipm-10", {"method": "ipm", "max_iter": 10,
-                                                          "batch_size": 256})):
+        for label, params in (("exact", {}), ("cg", {"method": "cg"}),
+                              ("ipm-10", {"method": "ipm", "max_iter": 10,
+                                          "batch_size": 256})):
             run = run_paracel(folder, label, {"algorithm": "ridge", "input": data,
                                               "params": {"alpha": args.alpha, **params}})
             with h5py.File(os.path.join(run.output, "model.h5"), "r") as handle:

@@ -16,7 +16,7 @@ mf       NumPy mini-batch SGD                  staleness 0
 als      NumPy ALS-WR                          the only one (3 λ)
 lda      the ``lda`` package (Cython)          staleness 0
 lr       scikit-learn ``LogisticRegression``   gd and sgd, staleness 0
-ridge    scikit-learn ``Ridge``                exact and ipm (200k x 100 generated)
+ridge    scikit-learn ``Ridge``                exact, cg, ipm (200k x 100 generated)
 lasso    scikit-learn ``Lasso``                the only one (same set)
 ======== ===================================== ==================================
 
