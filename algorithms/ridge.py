@@ -21,8 +21,8 @@ intercept. ``A^T A`` and ``A^T y`` are sums over the rows, so every worker
 computes its share's blocks and pushes them with ``add`` into two matrices
 on the servers (``ridge.gram``, ``(p, p)``, and ``ridge.rhs``, ``(p,)``,
 ``p = d + 1``), cut in row blocks over the servers; the pushes make clock 1.
-Then every worker reads the summed system back and solves it (Cholesky-type
-symmetric solve, least squares if singular), so all hold the same model.
+Then every worker reads the summed system back and solves it (symmetric
+LDL^T solve, least squares if singular), so all hold the same model.
 The work over the data, ``O(n d^2)``, is spread over the workers; the solve
 is ``O(d^3)`` and the system ``d^2`` numbers, which is fine for the feature
 counts of dense inputs: a system beyond ``MAX_EXACT_FEATURES`` is refused
@@ -69,8 +69,9 @@ Output
 ``zero_based`` for LIBSVM input), with ``predict`` ``pred_<worker>``
 (``row\\ttarget\\tprediction``); metrics ``objective`` (``F``), ``rmse``,
 ``r2``, ``nonzeros``, ``intercept``, ``examples``, ``features``, ``rounds``
-and with ``test`` ``test_rmse``, ``test_r2``. See :mod:`linear` for the
-input formats.
+(clocks), for ``cg`` ``converged``, and with ``test`` ``test_rmse``,
+``test_r2``; each clock ``ipm`` reports ``round`` and ``step``, ``cg`` the
+``residual``'s norm. See :mod:`linear` for the input formats.
 """
 
 from dataclasses import asdict, dataclass
