@@ -160,11 +160,11 @@ def cg_step(progress, product, limit):
 
 
 class Ridge(paracel.Algorithm):
-    """Ridge regression: exact normal equations summed on the servers, or
-    iterative parameter mixing of local SGD."""
+    """Ridge regression: exact normal equations summed on the servers,
+    conjugate gradients, or iterative parameter mixing of local SGD."""
 
-    summary = ("ridge regression: normal equations summed on the servers (exact) or "
-               "iterative parameter mixing of local SGD (ipm)")
+    summary = ("ridge regression: normal equations summed on the servers (exact), conjugate "
+               "gradients (cg) or iterative parameter mixing of local SGD (ipm)")
     reads = ('LIBSVM lines "target index:value ..." (format libsvm), or dense lines '
              '"target,f1,...,fk" (format dense; header/columns choose CSV columns, the first '
              'feature column being the target)')
