@@ -18,6 +18,8 @@ mf       NumPy mini-batch SGD                  staleness 0
 als      NumPy ALS-WR                          the only one (3 λ)
 lda      the ``lda`` package (Cython)          staleness 0
 lr       scikit-learn ``LogisticRegression``   gd and sgd, staleness 0
+ridge    scikit-learn ``Ridge``                exact, cg, ipm (200k x 100 generated)
+lasso    scikit-learn ``Lasso``                the only one (same set)
 ======== ===================================== ==================================
 
 The benchmarks still run their other cases (lr's sgd at staleness 2 and
@@ -70,6 +72,8 @@ BENCHES = {
     "fm": ("NumPy FM", ["regression-0", "binary-0"]),
     "svd": ("scipy svds", ["insteval-svds", "movielens-svds"]),
     "recommend": ("NumPy brute force", None),
+    "ridge": ("sklearn Ridge", None),
+    "lasso": ("sklearn Lasso", None),
 }
 
 HEADER = ["algorithm", "data", "job wall s", "solve s", "reference s", "solve/ref", "metric",

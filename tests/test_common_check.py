@@ -42,10 +42,10 @@ ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
 CONFS = {"adjust_ktop": "adjust_ktop.json", "als": "als.json", "dtr": "dtr.json",
-         "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "mvv": "mvv.json", "pagerank": "pagerank.json",
-         "recommend": "recommend.json", "sim": "sim.json", "ssi": "ssi.json", "svd": "svd.json",
-         "wc": "wc.json"}
+         "fm": "fm.json", "kmeans": "kmeans.json", "lasso": "lasso.json", "lda": "lda.json",
+         "lr": "lr.json", "mf": "mf.json", "mvv": "mvv.json", "pagerank": "pagerank.json",
+         "recommend": "recommend.json", "ridge": "ridge.json", "sim": "sim.json",
+         "ssi": "ssi.json", "svd": "svd.json", "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():

@@ -32,6 +32,8 @@ from paracel.run import resolve
 pytestmark = pytest.mark.mpi
 
 CONF = os.path.join(os.path.dirname(HERE), "conf")
+#: The held-out file of conf/ridge.json and conf/lasso.json, absolute.
+REGRESSION_TEST = os.path.join(os.path.dirname(HERE), "data", "regression", "test.csv")
 
 
 @dataclass
@@ -136,6 +138,21 @@ CASES = {
     # final QR are in worker order); a fixed number of iterations (tol 0) so
     # a kill cannot move the stopping point
     "svd": Case("svd.json", params={"iterations": 8, "tol": 0.0}, rtol=1e-9, atol=1e-12),
+    # ridge's exact method: clock 1 pushes the normal equations with add; two
+    # workers' adds commute (0 + a + b == 0 + b + a), so bitwise. The job is
+    # rewritten elsewhere: the held-out file by absolute path
+    "ridge": Case("ridge.json", params={"test": REGRESSION_TEST}),
+    # ridge's ipm on one worker (two workers' add pushes onto a non-zero model
+    # land in arrival order, which rounds differently)
+    "ridge-ipm": Case("ridge.json", params={"method": "ipm", "max_iter": 8,
+                                            "test": REGRESSION_TEST},
+                      job={"staleness": 0, "processes": 3}),
+    # ridge's conjugate gradients on two workers: bitwise (products summed in
+    # worker order)
+    "ridge-cg": Case("ridge.json", params={"method": "cg", "test": REGRESSION_TEST}),
+    # lasso: 38 FISTA clocks on two workers, bitwise (partials summed in
+    # worker order)
+    "lasso": Case("lasso.json", params={"test": REGRESSION_TEST}),
 }
 
 
