@@ -16,8 +16,12 @@ would: flushing after a push then waits for that ack and sends nothing, one
 round trip where a separate fence made two, and the ack is noise next to the
 block it follows. Replies from one server arrive in the order of the
 requests, so the acks still due from it come before the reply to a read.
-Time spent sending and waiting for replies accumulates in ``comm_seconds``
-(the "communicating" share of a worker's time).
+That bookkeeping (writes numbered per server, acks due, writes known applied)
+is :class:`paracel.fences.AckTracker`, a state machine without MPI; the
+client sends what it asks for and feeds it what arrives. Time spent sending
+and waiting for replies accumulates in ``comm_seconds`` (the
+"communicating" share of a worker's time). The worker-side cache is not
+here: :class:`paracel.cache.CachingClient` wraps a client with the same verbs.
 
 An update function that failed on the server is reported with the next reply
 that server sends this worker (a fence, a read, ...), as a
@@ -25,19 +29,18 @@ that server sends this worker (a fence, a read, ...), as a
 """
 
 import time
-from collections import deque
 
 import numpy as np
 from mpi4py import MPI
 
 from paracel import protocol
 from paracel.errors import RemoteError, UserError
+from paracel.fences import AckTracker
 from paracel.partition import group_by_server
 from paracel.server import updates
 from paracel.waiting import Backoff, wait_request
 
 _NO_DEFAULT = object()
-_ABSENT = object()  # stands in for a caller's default, which must not be cached
 
 
 class UpdateRejected(RemoteError, UserError):
@@ -74,19 +77,20 @@ class Client:
         Key → server placement, the same on every rank.
     """
 
+    #: The worker-side cache: none here, every read goes to the servers
+    #: (:class:`paracel.cache.CachingClient` is a client with one).
+    cache = None
+
     def __init__(self, comm, server_ranks, ring):
         self.comm = comm
         self.server_ranks = list(server_ranks)
         self.ring = ring
         self._server_of_rank = {rank: server for server, rank in enumerate(server_ranks)}
-        self._sent = [0] * len(server_ranks)
-        self._fenced = [0] * len(server_ranks)
-        self._acks = [deque() for _ in server_ranks]
+        self._tracker = AckTracker(len(server_ranks))
         self._status = MPI.Status()
         self.backoff = Backoff()
         self._errors = []
         self.comm_seconds = 0.0
-        self.cache = None
 
     # -- reading -----------------------------------------------------------
 
@@ -104,8 +108,6 @@ class Client:
             Receive a dense value straight into this array (same dtype and
             shape); it is also what is returned.
         """
-        if self.cache is not None:
-            return self._read_cached(key, default, out)
         server = self.ring.server_of(key)
         present, values = self._exchange([(server, "read", [key], None, ())], out)[server]
         if not present[0]:
@@ -116,13 +118,24 @@ class Client:
             return out
         return value
 
-    def read_multi(self, keys, default=_NO_DEFAULT, fresh=False):
-        """Values of many keys, in order: one message to each server involved
-        (``fresh``: from the servers even when the worker caches reads)."""
+    def read_multi(self, keys, default=_NO_DEFAULT, fresh=False, servers=None):
+        """Values of many keys, in order: one message to each server involved.
+
+        Parameters
+        ----------
+        keys : iterable
+            The keys.
+        default : object, optional
+            Stands in for a missing key; without it a missing key raises
+            ``KeyError``.
+        fresh : bool
+            From the servers even when the worker caches reads (always so
+            here; see :class:`paracel.cache.CachingClient`).
+        servers : sequence of int, optional
+            Each key's server, when the caller knows it (saves hashing).
+        """
         keys = list(keys)
-        if self.cache is not None and not fresh:
-            return self._read_multi_cached(keys, default)
-        groups = self.ring.group(keys)
+        groups = self._groups(keys, servers)
         replies = self._exchange([(server, "read", [keys[i] for i in positions], None, ())
                                   for server, positions in groups.items()])
         return self._scatter(keys, groups, replies, default)
@@ -140,8 +153,6 @@ class Client:
             Each key's server, when the caller knows it (saves hashing).
         """
         keys = list(keys)
-        if self.cache is not None:
-            return self._read_rows_cached(keys, rows, servers)
         groups = self._groups(keys, servers)
         replies = self._exchange([
             (server, "read_rows", [keys[i] for i in positions], None,
@@ -173,8 +184,6 @@ class Client:
 
     def write_multi(self, mapping):
         """Store many keys: one message to each server involved."""
-        if self.cache is not None:
-            self.cache.drop(mapping)
         self._send_grouped("write", mapping, None)
 
     def update(self, key, delta, fn="add"):
@@ -188,17 +197,10 @@ class Client:
     def update_multi(self, mapping, fn="add", servers=None):
         """Update many keys with one function: one message per server
         (``servers``: each key's server, if the caller knows it)."""
-        name = _fn_name(fn)
-        handle = self._send_grouped("update", mapping, name, servers)
-        if self.cache is not None:
-            for key, delta in mapping.items():
-                self.cache.apply(key, delta, name)
-        return handle
+        return self._send_grouped("update", mapping, updates.name_of(fn), servers)
 
     def remove(self, key):
         """Drop ``key``; returns whether it was there."""
-        if self.cache is not None:
-            self.cache.drop([key])
         server = self.ring.server_of(key)
         return bool(self._exchange([(server, "remove", [key], None, ())])[server][0])
 
@@ -210,7 +212,7 @@ class Client:
 
     def flush(self):
         """Return once every write and update sent so far has been applied."""
-        self._fence(dict(enumerate(self._sent)))
+        self._fence(self._tracker.everything())
 
     def done(self):
         """Flush, then tell every server this worker has finished."""
@@ -221,53 +223,6 @@ class Client:
             sends += self._request(server, "done", [])
         self._complete(sends)
         self.comm_seconds += time.perf_counter() - start
-
-    # -- reading through the cache (job key "cache") --------------------------
-
-    def _read_cached(self, key, default, out):
-        value = self.cache.get(key)
-        if value is None:
-            value = self._read_multi_cached([key], default)[0]
-        if out is not None and value is not out:
-            out[...] = value
-            return out
-        return value
-
-    def _read_multi_cached(self, keys, default):
-        """Fresh copies from the cache; the rest read (one message per server)
-        and cached."""
-        values = [self.cache.get(key) for key in keys]
-        missing = [i for i, value in enumerate(values) if value is None]
-        if missing:
-            wanted = [keys[i] for i in missing]
-            groups = self.ring.group(wanted)
-            replies = self._exchange([(server, "read", [wanted[i] for i in positions],
-                                       None, ()) for server, positions in groups.items()])
-            marker = _NO_DEFAULT if default is _NO_DEFAULT else _ABSENT
-            found = self._scatter(wanted, groups, replies, marker)
-            for i, value in zip(missing, found):
-                if value is _ABSENT:
-                    values[i] = default
-                else:
-                    self.cache.put(keys[i], value)
-                    values[i] = value
-        return values
-
-    def _read_rows_cached(self, keys, rows, servers):
-        """Rows sliced from fresh cached blocks; missing blocks read whole
-        (then cached), so later pulls of other rows cost nothing."""
-        blocks = [self.cache.peek(key) for key in keys]
-        missing = [i for i, block in enumerate(blocks) if block is None]
-        if missing:
-            wanted = [keys[i] for i in missing]
-            groups = self._groups(wanted, None if servers is None else
-                                  [servers[i] for i in missing])
-            replies = self._exchange([(server, "read", [wanted[i] for i in positions],
-                                       None, ()) for server, positions in groups.items()])
-            for i, block in zip(missing, self._scatter(wanted, groups, replies, _NO_DEFAULT)):
-                self.cache.put(keys[i], block)
-                blocks[i] = block
-        return [block[row] for block, row in zip(blocks, rows)]
 
     # -- plumbing ----------------------------------------------------------
 
@@ -306,9 +261,9 @@ class Client:
         start = time.perf_counter()
         marks, sends = {}, []
         for server, keys, arg, values in requests:
-            self._sent[server] += 1
-            marks[server] = self._sent[server]
-            sends += self._request(server, op, keys, arg, values, counted=True)
+            payload, buffers = protocol.pack(values)
+            marks[server] = self._tracker.count(server, acked=bool(buffers))
+            sends += self._post(server, op, keys, arg, payload, buffers)
         self._complete(sends)
         self.comm_seconds += time.perf_counter() - start
         return Handle(self, marks)
@@ -319,39 +274,33 @@ class Client:
         (see :meth:`_exchange`)."""
         return self._exchange(requests)
 
-    def _request(self, server, op, keys, arg=None, values=(), counted=False):
-        """Post one request; returns its MPI requests.
-
-        ``counted`` marks a write or update (numbered in ``_sent``): one with
-        out-of-line data asks for an ack, due as ``_sent[server]``.
-        """
+    def _request(self, server, op, keys, arg=None, values=()):
+        """Post one request that gets a reply; returns its MPI requests."""
         payload, buffers = protocol.pack(values)
-        ack = counted and bool(buffers)
-        if ack:
-            self._acks[server].append(self._sent[server])
+        return self._post(server, op, keys, arg, payload, buffers)
+
+    def _post(self, server, op, keys, arg, payload, buffers):
+        """Post one request (an ack asked for when data travels out of line:
+        only writes and updates have any); returns its MPI requests."""
         return protocol.post(self.comm, self.server_ranks[server],
-                             (op, keys, arg, ack, payload), buffers)
+                             protocol.request_header(op, keys, arg, bool(buffers), payload),
+                             buffers)
 
     def _fence(self, marks):
-        """Wait until each server has applied request number ``marks[server]``.
-
-        A server whose acks still due cover that number needs no fence: the
-        wait is for those acks. Any other gets a fence, whose ack is due as
-        the last number sent to it.
-        """
-        fenced = self._fenced
-        behind = [(server, mark) for server, mark in marks.items() if fenced[server] < mark]
+        """Wait until each server has applied write number ``marks[server]``,
+        sending a fence to those that owe no ack covering it
+        (:meth:`AckTracker.fence`), then raise any failures reported."""
+        tracker = self._tracker
+        behind = tracker.behind(marks)
         if not behind:
             return
         start = time.perf_counter()
         for server, mark in behind:
-            acks = self._acks[server]
-            if not acks or acks[-1] < mark:
-                acks.append(self._sent[server])
+            if tracker.fence(server, mark):
                 self.comm.Send(protocol.FENCE, dest=self.server_ranks[server],
                                tag=protocol.TAG_REQUEST)
         for server, mark in behind:
-            while fenced[server] < mark:
+            while not tracker.reached(server, mark):
                 self._receive()
         self.comm_seconds += time.perf_counter() - start
         self._check()
@@ -400,15 +349,14 @@ class Client:
             backoff.pause()
         rank = status.Get_source()
         server = self._server_of_rank[rank]
-        data, errors, payload = protocol.recv_header(message, status)
-        if errors:
-            self._errors.extend((server, error) for error in errors)
-        acks = self._acks[server]
-        if acks:
-            self._fenced[server] = acks.popleft()
+        reply = protocol.recv_reply(message, status)
+        if reply.errors:
+            self._errors.extend((server, error) for error in reply.errors)
+        if self._tracker.owes(server):
+            self._tracker.acked(server)
         else:
-            replies[server] = (data, protocol.receive(comm, rank, payload,
-                                                      protocol.TAG_REPLY_DATA, out))
+            replies[server] = (reply.data, protocol.receive(comm, rank, reply.payload,
+                                                            protocol.TAG_REPLY_DATA, out))
 
     def _scatter(self, keys, groups, replies, default):
         """Put each server's values back in the order of ``keys``."""
@@ -451,14 +399,3 @@ class Client:
             raise KeyError(f"no value stored under {shown}{more}")
         return default
 
-
-def _fn_name(fn):
-    """The registered name of update function ``fn`` (a name or the function)."""
-    if callable(fn):
-        for name in updates.names():
-            if updates.lookup(name) is fn:
-                return name
-        raise UserError(f"update function {fn!r} is not registered; decorate it with "
-                        "@paracel.update_function and list its module under \"modules\"")
-    updates.lookup(fn)
-    return fn

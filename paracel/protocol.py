@@ -27,20 +27,25 @@ Value specs (tuples, first item the kind):
 Messages (each one pickled tuple, its out-of-line buffers following it):
 
 request ``(op, keys, arg, ack, payload)``
+    Built by :func:`request_header`, read by the server as a :class:`Request`.
     ``ack`` asks the server to send an :data:`ACK`-shaped reply once the
     request has been applied, as a fence would: a push (a write whose data
     travels out of line) then costs one round trip instead of two.
 reply ``(data, errors, payload)``
-    ``errors`` are the failures of this worker's earlier updates.
+    Read by the worker as a :class:`Reply`. ``errors`` are the failures of this worker's earlier updates.
 
 A *payload* is ``(specs, count)``, ``count`` the number of out-of-line
 buffers that follow, so a receiver knows at once when there is nothing more
 to receive.
+
+On the wire both are plain tuples (a header may name no class, see
+:class:`_HeaderUnpickler`); the named types exist on each side only.
 """
 
 import functools
 import io
 import pickle
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,7 +78,65 @@ EMPTY = ((), 0)
 #: eagerly, without waiting for the receiver) and read like any other
 #: message (:func:`recv_header`).
 ACK = pickle.dumps((None, (), EMPTY), pickle.HIGHEST_PROTOCOL)
-FENCE = pickle.dumps(("fence", (), None, True, EMPTY), pickle.HIGHEST_PROTOCOL)
+
+
+def request_header(op, keys=(), arg=None, ack=False, payload=EMPTY):
+    """The pickled part of a request, as it travels: a plain tuple.
+
+    Parameters
+    ----------
+    op : str
+        The operation, a key of the server's handler table.
+    keys : list
+        The keys (or, for row tables, ``[name]``).
+    arg : object
+        The operation's one plain-data argument (an update function's name,
+        a prefix, a folder, ...), or ``None``.
+    ack : bool
+        Whether the server sends an :data:`ACK`-shaped reply once applied.
+    payload : tuple
+        ``(specs, count)`` from :func:`pack`.
+    """
+    return (op, keys, arg, ack, payload)
+
+
+FENCE = pickle.dumps(request_header("fence", ack=True), pickle.HIGHEST_PROTOCOL)
+
+
+class Request(NamedTuple):
+    """A request as a server reads it: its sender and the named fields of
+    the header (see :func:`request_header`), so that no handler depends on
+    the tuple's layout."""
+
+    source: int
+    op: str
+    keys: list
+    arg: object
+    ack: bool
+    payload: tuple
+
+    @property
+    def out_of_line(self):
+        """How many raw buffers follow the header (0: all values are inline)."""
+        return self.payload[1]
+
+
+class Reply(NamedTuple):
+    """A server's reply as a worker reads it.
+
+    Attributes
+    ----------
+    data : object
+        The answer (``None`` for an ack).
+    errors : sequence of (bool, str)
+        Failures of this worker's earlier updates on that server.
+    payload : tuple
+        ``(specs, count)`` of the values that follow.
+    """
+
+    data: object
+    errors: tuple
+    payload: tuple
 
 
 #: The only globals a message header may name: what pickling the tuples of
@@ -103,6 +166,16 @@ def recv_header(message, status):
     data = bytearray(status.Get_count(MPI.BYTE))
     message.Recv([data, MPI.BYTE])
     return decode_header(data)
+
+
+def recv_request(message, status):
+    """The :class:`Request` matched by ``improbe`` (see :func:`recv_header`)."""
+    return Request(status.Get_source(), *recv_header(message, status))
+
+
+def recv_reply(message, status):
+    """The :class:`Reply` matched by ``improbe`` (see :func:`recv_header`)."""
+    return Reply._make(recv_header(message, status))
 
 
 def decode_header(data):

@@ -302,9 +302,9 @@ def _run_role(topology, job, algorithm, origin):
     else:
         client = Client(topology.ps, topology.server_ranks, ring)
         if job.cache:
-            from paracel.cache import ParamCache
+            from paracel.cache import CachingClient, ParamCache
 
-            client.cache = ParamCache(clock)
+            client = CachingClient(client, ParamCache(clock))
         checkpointer = Checkpointer(job, origin, topology) if origin else None
         algorithm.run(Runtime(topology, client, clock, job, folder, checkpointer))
     clock.free()

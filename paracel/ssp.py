@@ -310,7 +310,7 @@ class MessageClock:
         from paracel import protocol
 
         wait_request(protocol.post(self.comm, self.host,
-                                   ("clock", (), what, False, protocol.EMPTY), []))
+                                   protocol.request_header("clock", arg=what), []))
 
     def _answered(self, kind):
         """Whether an answer of ``kind`` has come (taking any that arrived)."""

@@ -387,6 +387,19 @@ def test_constant_messages():
     assert pickle.loads(protocol.FENCE) == ("fence", (), None, True, protocol.EMPTY)
 
 
+def test_requests_travel_as_plain_tuples_and_are_read_by_name():
+    payload, buffers = protocol.pack([np.zeros(protocol.INLINE_LIMIT), 1.0])
+    header = protocol.request_header("update", ["k", "j"], "add", True, payload)
+    assert type(header) is tuple  # a header may name no class
+    request = protocol.Request(3, *protocol.decode_header(pickle.dumps(header)))
+    assert (request.source, request.op, request.keys, request.arg, request.ack) == \
+        (3, "update", ["k", "j"], "add", True)
+    assert request.out_of_line == len(buffers) == 1
+    assert protocol.Request(0, *pickle.loads(protocol.FENCE)).out_of_line == 0
+    reply = protocol.Reply._make(pickle.loads(protocol.ACK))
+    assert (reply.data, reply.errors, reply.payload) == (None, (), protocol.EMPTY)
+
+
 # -- no MPI -----------------------------------------------------------------
 
 def test_modules_import_without_mpi():

@@ -10,6 +10,9 @@ acknowledgement on the wire. Any request may ask for such an answer itself
 push and its fence are one round trip. A fence is the request that only asks
 for that.
 
+Each request is read as a :class:`paracel.protocol.Request` and dispatched
+on its ``op`` to one handler, which reads the named fields it needs.
+
 Waiting for the next request never blocks inside MPI (which polls in a loop):
 the loop probes and backs off with :class:`paracel.waiting.Backoff`, so an
 idle server costs almost nothing on an oversubscribed machine.
@@ -98,11 +101,10 @@ class Server:
     def _handle(self, message, status):
         """Apply one request, then send the ack it asked for."""
         start = time.perf_counter()
-        source = status.Get_source()
-        op, keys, arg, ack, payload = protocol.recv_header(message, status)
-        self._handlers[op](source, keys, arg, payload)
-        if ack:
-            self._ack(source)
+        request = protocol.recv_request(message, status)
+        self._handlers[request.op](request)
+        if request.ack:
+            self._ack(request.source)
         if self.outbox and MPI.Request.Testall(self.outbox):
             self.outbox = []
         self.requests += 1
@@ -125,42 +127,59 @@ class Server:
                                                tag=protocol.TAG_REPLY))
 
     def _reply(self, source, data=None, values=()):
+        """Answer ``source`` with ``data`` and ``values``, carrying the
+        failures of its updates since the last reply."""
         errors = self.pending_errors.pop(source, ())
         payload, buffers = protocol.pack(values)
         protocol.send(self.comm, source, (data, errors, payload), buffers,
                       protocol.TAG_REPLY, protocol.TAG_REPLY_DATA)
 
-    def _values(self, source, payload, targets=None):
-        return protocol.receive(self.comm, source, payload, targets=targets)
+    def _values(self, request, targets=None):
+        """The values that came with ``request`` (see :func:`protocol.allocate`
+        for ``targets``)."""
+        return protocol.receive(self.comm, request.source, request.payload, targets=targets)
 
-    def _read(self, source, keys, arg, payload):
-        found = self.store.read(keys)
-        present = [value is not MISSING for value in found]
-        self._reply(source, present, [value for value in found if value is not MISSING])
-
-    def _read_rows(self, source, keys, arg, payload):
-        selections = self._values(source, payload)
-        found = self.store.read(keys)
-        present = [value is not MISSING for value in found]
-        self._reply(source, present, [value[rows] for value, rows in zip(found, selections)
-                                      if value is not MISSING])
-
-    def _write(self, source, keys, arg, payload):
-        # a dense block overwritten by one of its shape lands in its own memory
-        targets = None
-        if payload[1]:
-            targets = [self.store.table.get(key) for key in keys]
-            targets = [value if isinstance(value, np.ndarray) else None for value in targets]
-        self.store.write(keys, self._values(source, payload, targets))
-
-    def _update(self, source, keys, fn_name, payload):
-        scratch = self._scratch(keys, fn_name) if payload[1] else None
-        values = self._values(source, payload, scratch)
-        with self._watchdog():
-            errors = self.store.update(fn_name, keys, values)
-        self._release(scratch)
+    def _report(self, source, errors):
+        """Keep failures of ``source``'s updates for its next reply or ack."""
         if errors:
             self.pending_errors.setdefault(source, []).extend(errors)
+
+    # -- handlers: one per operation, each given the Request -------------------
+
+    def _read(self, request):
+        """Which keys are present, and their values."""
+        found = self.store.read(request.keys)
+        present = [value is not MISSING for value in found]
+        self._reply(request.source, present, [value for value in found if value is not MISSING])
+
+    def _read_rows(self, request):
+        """Like :meth:`_read`, but only the rows of each block that came with
+        the request travel back."""
+        selections = self._values(request)
+        found = self.store.read(request.keys)
+        present = [value is not MISSING for value in found]
+        self._reply(request.source, present, [value[rows] for value, rows
+                                              in zip(found, selections) if value is not MISSING])
+
+    def _write(self, request):
+        """Store the values; a dense block overwritten by one of its shape
+        lands in its own memory (no fresh pages for a big push)."""
+        targets = None
+        if request.out_of_line:
+            targets = [self.store.table.get(key) for key in request.keys]
+            targets = [value if isinstance(value, np.ndarray) else None for value in targets]
+        self.store.write(request.keys, self._values(request, targets))
+
+    def _update(self, request):
+        """Fold the deltas in with update function ``request.arg``; failures
+        go back with the sender's next reply."""
+        fn_name = request.arg
+        scratch = self._scratch(request.keys, fn_name) if request.out_of_line else None
+        values = self._values(request, scratch)
+        with self._watchdog():
+            errors = self.store.update(fn_name, request.keys, values)
+        self._release(scratch)
+        self._report(request.source, errors)
 
     @contextlib.contextmanager
     def _watchdog(self):
@@ -195,73 +214,83 @@ class Server:
         return buffers
 
     def _release(self, buffers):
+        """Return the :meth:`_scratch` buffers to the pool."""
         for buffer in buffers or ():
             if buffer is not None:
                 self.pool[(buffer.dtype.str, buffer.shape)].append(buffer)
 
-    def _contains(self, source, keys, arg, payload):
-        self._reply(source, self.store.contains(keys))
+    def _contains(self, request):
+        self._reply(request.source, self.store.contains(request.keys))
 
-    def _remove(self, source, keys, arg, payload):
-        self._reply(source, self.store.remove(keys))
+    def _remove(self, request):
+        self._reply(request.source, self.store.remove(request.keys))
 
-    def _keys(self, source, keys, prefix, payload):
-        self._reply(source, self.store.keys(prefix))
+    def _keys(self, request):
+        """The stored keys, those starting with prefix ``request.arg`` if given."""
+        self._reply(request.source, self.store.keys(request.arg))
 
-    def _fence(self, source, keys, arg, payload):
+    @staticmethod
+    def _fence(request):
         """Nothing to apply: a fence asks only for the ack."""
 
-    def _checkpoint(self, source, keys, folder, payload):
-        """Write the table into checkpoint staging ``folder``; the reply is the
-        file's name, size and checksum, for the manifest."""
-        self._reply(source, checkpoint.write_shard(folder, self.server_id, self.store.pairs()))
+    def _checkpoint(self, request):
+        """Write the table into checkpoint staging folder ``request.arg``; the
+        reply is the file's name, size and checksum, for the manifest."""
+        self._reply(request.source,
+                    checkpoint.write_shard(request.arg, self.server_id, self.store.pairs()))
 
-    def _clock(self, source, keys, arg, payload):
+    def _clock(self, request):
         """A message of a worker's :class:`paracel.ssp.MessageClock`."""
-        self.clock.handle(source, arg)
+        self.clock.handle(request.source, request.arg)
 
-    def _done(self, source, keys, arg, payload):
-        self.finished.add(source)
+    def _done(self, request):
+        self.finished.add(request.source)
 
-    def _stats(self, source, keys, arg, payload):
-        self._reply(source, {"keys": len(self.store.table), "nbytes": self.store.nbytes(),
-                             "requests": self.requests, "busy_seconds": self.busy_seconds,
-                             "rss_bytes": resident_bytes(),
-                             "row_tables": {name: shard.stats()
-                                            for name, shard in self.store.rows.items()}})
+    def _stats(self, request):
+        self._reply(request.source, {
+            "keys": len(self.store.table), "nbytes": self.store.nbytes(),
+            "requests": self.requests, "busy_seconds": self.busy_seconds,
+            "rss_bytes": resident_bytes(),
+            "row_tables": {name: shard.stats() for name, shard in self.store.rows.items()}})
 
-    # -- row tables (keys = [name]) --------------------------------------------
+    # -- row tables (request.keys = [name]) -------------------------------------
 
-    def _rows_create(self, source, keys, spec, payload):
-        """Create the table here, or attach to it; the reply says what
-        differs from the table already here, if anything."""
-        self._reply(source, self.store.create_rows(keys[0], *spec))
+    def _rows_create(self, request):
+        """Create the table here, or attach to it (``request.arg`` is its
+        ``(width, dtype, admit)``); the reply says what differs from the
+        table already here, if anything."""
+        self._reply(request.source, self.store.create_rows(request.keys[0], *request.arg))
 
-    def _rows_pull(self, source, keys, arg, payload):
-        (ids,) = self._values(source, payload)
-        self._reply(source, None, [self.store.row_shard(keys[0]).pull(ids, source, arg)])
+    def _rows_pull(self, request):
+        """The rows of the ids that came with the request (``request.arg``:
+        the pull's options)."""
+        (ids,) = self._values(request)
+        shard = self.store.row_shard(request.keys[0])
+        self._reply(request.source, None, [shard.pull(ids, request.source, request.arg)])
 
-    def _rows_push(self, source, keys, fn_name, payload):
-        ids, deltas, params, *columns = self._values(source, payload)
+    def _rows_push(self, request):
+        """Fold pushed rows in with row function ``request.arg``."""
+        ids, deltas, params, *columns = self._values(request)
         with self._watchdog():
-            errors = self.store.push_rows(keys[0], fn_name, ids, deltas, params, source,
-                                          *columns)
-        if errors:
-            self.pending_errors.setdefault(source, []).extend(errors)
+            errors = self.store.push_rows(request.keys[0], request.arg, ids, deltas, params,
+                                          request.source, *columns)
+        self._report(request.source, errors)
 
-    def _rows_map(self, source, keys, fn_name, payload):
-        (params,) = self._values(source, payload)
+    def _rows_map(self, request):
+        """Run table function ``request.arg`` over the shard; reply its result."""
+        (params,) = self._values(request)
         with self._watchdog():
-            result, errors = self.store.map_rows(keys[0], fn_name, params)
-        if errors:
-            self.pending_errors.setdefault(source, []).extend(errors)
-        self._reply(source, None, [result])
+            result, errors = self.store.map_rows(request.keys[0], request.arg, params)
+        self._report(request.source, errors)
+        self._reply(request.source, None, [result])
 
-    def _rows_size(self, source, keys, arg, payload):
-        self._reply(source, len(self.store.row_shard(keys[0])))
+    def _rows_size(self, request):
+        self._reply(request.source, len(self.store.row_shard(request.keys[0])))
 
-    def _rows_items(self, source, keys, arg, payload):
-        self._reply(source, None, list(self.store.row_shard(keys[0]).items(arg)))
+    def _rows_items(self, request):
+        """The shard's ``(ids, rows)`` (``request.arg``: which of them)."""
+        self._reply(request.source, None,
+                    list(self.store.row_shard(request.keys[0]).items(request.arg)))
 
 
 def resident_bytes():

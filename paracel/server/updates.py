@@ -68,6 +68,20 @@ def lookup(name):
                         f"{', '.join(names())}") from None
 
 
+def name_of(fn):
+    """The registered name of update function ``fn`` (a name or the
+    function itself), checked before anything is sent so that a typo is the
+    caller's error, not a server's."""
+    if callable(fn):
+        for name in names():
+            if _REGISTRY[name] is fn:
+                return name
+        raise UserError(f"update function {fn!r} is not registered; decorate it with "
+                        "@paracel.update_function and list its module under \"modules\"")
+    lookup(fn)
+    return fn
+
+
 def is_builtin(fn):
     """Whether ``fn`` is one of the built-ins defined here."""
     return getattr(fn, "__module__", None) == __name__
