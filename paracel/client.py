@@ -262,8 +262,9 @@ class Client:
         marks, sends = {}, []
         for server, keys, arg, values in requests:
             payload, buffers = protocol.pack(values)
-            marks[server] = self._tracker.count(server, acked=bool(buffers))
-            sends += self._post(server, op, keys, arg, payload, buffers)
+            acked = bool(buffers)  # a push: its ack costs nothing next to its data
+            marks[server] = self._tracker.count(server, acked)
+            sends += self._post(server, op, keys, arg, acked, payload, buffers)
         self._complete(sends)
         self.comm_seconds += time.perf_counter() - start
         return Handle(self, marks)
@@ -275,16 +276,15 @@ class Client:
         return self._exchange(requests)
 
     def _request(self, server, op, keys, arg=None, values=()):
-        """Post one request that gets a reply; returns its MPI requests."""
+        """Post one request that gets a reply (so asks no ack); returns its
+        MPI requests."""
         payload, buffers = protocol.pack(values)
-        return self._post(server, op, keys, arg, payload, buffers)
+        return self._post(server, op, keys, arg, False, payload, buffers)
 
-    def _post(self, server, op, keys, arg, payload, buffers):
-        """Post one request (an ack asked for when data travels out of line:
-        only writes and updates have any); returns its MPI requests."""
+    def _post(self, server, op, keys, arg, ack, payload, buffers):
+        """Post one request with its packed values; returns its MPI requests."""
         return protocol.post(self.comm, self.server_ranks[server],
-                             protocol.request_header(op, keys, arg, bool(buffers), payload),
-                             buffers)
+                             protocol.request_header(op, keys, arg, ack, payload), buffers)
 
     def _fence(self, marks):
         """Wait until each server has applied write number ``marks[server]``,
