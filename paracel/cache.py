@@ -133,6 +133,8 @@ class CachingClient:
         self.cache = cache
 
     def __getattr__(self, name):
+        """Anything not about the copies is the client's (only called for
+        names this layer lacks)."""
         return getattr(self.client, name)
 
     # -- reading -----------------------------------------------------------

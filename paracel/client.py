@@ -306,6 +306,7 @@ class Client:
         self._check()
 
     def _everyone(self, op, arg):
+        """Ask every server ``op`` with ``arg``; ``{server: (data, values)}``."""
         return self._exchange([(server, op, [], arg, ())
                                for server in range(len(self.server_ranks))])
 
@@ -393,6 +394,7 @@ class Client:
 
     @staticmethod
     def _missing(keys, default):
+        """``default`` for missing ``keys``, or ``KeyError`` naming them."""
         if default is _NO_DEFAULT:
             shown = ", ".join(repr(key) for key in keys[:5])
             more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""

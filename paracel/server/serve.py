@@ -220,9 +220,11 @@ class Server:
                 self.pool[(buffer.dtype.str, buffer.shape)].append(buffer)
 
     def _contains(self, request):
+        """Whether each key is stored."""
         self._reply(request.source, self.store.contains(request.keys))
 
     def _remove(self, request):
+        """Drop the keys; the reply is how many were there."""
         self._reply(request.source, self.store.remove(request.keys))
 
     def _keys(self, request):
@@ -244,9 +246,11 @@ class Server:
         self.clock.handle(request.source, request.arg)
 
     def _done(self, request):
+        """The sender has finished: the loop ends when every worker has."""
         self.finished.add(request.source)
 
     def _stats(self, request):
+        """This server's counters (see :meth:`paracel.client.Client.stats`)."""
         self._reply(request.source, {
             "keys": len(self.store.table), "nbytes": self.store.nbytes(),
             "requests": self.requests, "busy_seconds": self.busy_seconds,
@@ -285,6 +289,7 @@ class Server:
         self._reply(request.source, None, [result])
 
     def _rows_size(self, request):
+        """How many rows the shard holds."""
         self._reply(request.source, len(self.store.row_shard(request.keys[0])))
 
     def _rows_items(self, request):
