@@ -32,7 +32,8 @@ request ``(op, keys, arg, ack, payload)``
     request has been applied, as a fence would: a push (a write whose data
     travels out of line) then costs one round trip instead of two.
 reply ``(data, errors, payload)``
-    Read by the worker as a :class:`Reply`. ``errors`` are the failures of this worker's earlier updates.
+    Read by the worker as a :class:`Reply`. ``errors`` are the failures of
+    this worker's earlier updates.
 
 A *payload* is ``(specs, count)``, ``count`` the number of out-of-line
 buffers that follow, so a receiver knows at once when there is nothing more
