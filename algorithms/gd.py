@@ -1,14 +1,34 @@
 """Full-batch proximal gradient descent for ``lr`` (``method: "gd"``),
-FISTA-accelerated with adaptive restart, on the servers' dense ``w``.
+FISTA-accelerated with adaptive restart unless ``acceleration`` is false, on
+the servers' dense ``w``.
 
-An iteration is two phases between barriers: every worker writes its
-share's gradient at the point ``y`` into its own vector ``lr.grad.<worker>``
-(and its sums under ``("lr.gd", worker)``); then every worker updates the
-row blocks of ``w`` it owns from every worker's gradient, summed in worker
-order (so a run is bit-for-bit reproducible at any staleness). The plain
-NumPy parts (the proximal map, a block's update, the intercept and momentum
-step, the stopping test) are functions that know nothing of MPI;
-:class:`GD` does the reads, writes and clocks around them.
+Each iteration is one clock of two phases separated by barriers, whatever
+the staleness (a full gradient needs every share):
+
+1. every worker pulls the point ``y`` at the features its share touches,
+   computes its share's log-loss and gradient, and writes the gradient into
+   its own vector ``lr.grad.<worker>`` on the servers, with its sums
+   (:class:`ShareSums`) under ``("lr.gd", worker)``;
+2. every worker owns the row blocks ``b`` of ``w`` with ``b mod W`` its
+   number; for each it reads every worker's gradient block, sums them in
+   worker order and writes ``x = prox(y - eta * gradient)`` and the next
+   point ``y`` back (:func:`block_update`).
+
+Summing in a fixed order instead of ``add`` on the servers (whose order of
+arrival varies) makes GD bit-for-bit reproducible at any staleness. The
+step is ``learning_rate`` or ``1 / L``, ``L = (||X||_F^2 + n) / (4 n)`` an
+upper bound of the gradient's Lipschitz constant; the penalty is applied
+exactly by its proximal map (:func:`prox`). The restart test (O'Donoghue and
+Candes, 2015) uses the previous iteration's sums, one iteration late, so it
+costs no extra barrier. With ``tol`` GD stops when
+``max |x_new - x| <= tol * max |x|`` (intercept included) for
+``n_iter_no_change`` iterations in a row.
+
+The plain NumPy parts (the proximal map, a block's update, the intercept
+and momentum step, the stopping test) know nothing of MPI; :class:`GD` does
+the reads, writes and clocks around them. Its checkpoint state is
+:class:`GDProgress` (the intercept, kept by every worker, the momentum,
+restart and ``tol`` terms); iteration ``t`` is clock ``t``.
 """
 
 from dataclasses import asdict, dataclass, replace

@@ -1,11 +1,42 @@
-"""Mini-batch SGD under SSP for ``lr`` (``method: "sgd"``): the steps on
-the servers' dense ``w``, the penalty applied there by row update functions.
+"""Mini-batch SGD under SSP for ``lr`` (``method: "sgd"``) on the servers'
+dense ``w``.
 
-The plain NumPy parts (the step size schedule, a batch's step, the weight
-that keeps every example equal, the ``tol`` test's reference objective)
-are functions that know nothing of MPI; :class:`SGD` does the pulls,
-pushes and clocks around them. How the method works, and why, is in
-:mod:`lr`'s docstring and the README.
+Each worker shuffles its share every pass and cuts it into the same number
+of batches as every other worker (so all workers do the same number of
+clocks). For each batch it pulls only the weights of the features the batch
+touches and the shared counters (:class:`Counters`: the intercept, the l1
+penalty owed, the steps made), pushes a step for just those features and
+ends a clock. The penalty is applied on the server, atomically with the
+step, by a row update function, so concurrent pushes never undo one
+another's shrinking:
+
+* ``l2`` (:func:`sgd_l2`): the step, then a shrink by
+  ``(1 + eta*lam)^(1/q_j)``, ``q_j`` the chance that a batch touches feature
+  ``j`` (from its document frequency, :func:`shrink_exponents`): lazy
+  regularisation for sparse data.
+* ``l1`` (:func:`sgd_l1`): truncated gradient with the cumulative penalty
+  (Tsuruoka, Tsujii and Ananiadou, ACL 2009), the weight and the penalty
+  applied to it in a ``(n_features, 2)`` matrix ``lr.l1``, copied into ``w``
+  at the end; weights become exact zeros.
+* ``none``: the step is added.
+
+Each of the ``W`` workers steps ``eta / W`` (:class:`Schedule`), ``eta``
+following the steps all workers made together, and weighs its batch by
+its share of the data over its share of the steps (:class:`Pace`). Without
+``tol`` the workers step until together they made ``epochs`` passes' worth
+of steps; with ``tol`` they evaluate the objective exactly at each pass's
+end and stop once it improved by less than ``tol`` since the step size was
+:data:`STEP_RATIO` times as large. Why each rule, with the measurements:
+``docs/lr.md``. With more than one worker SGD is not bit-reproducible even
+at staleness 0 (a read may or may not include a peer's step of the same
+clock); with one it is.
+
+The plain NumPy parts (the schedule, a batch's step, the example weight,
+the penalised push) are functions that know nothing of MPI; :class:`SGD`
+does the pulls, pushes and clocks around them. Its checkpoint state is
+:class:`SGDProgress`: the pass and batch it is at, the pass's loss sums,
+the ``tol`` test's terms and the generator's state before the pass's
+shuffle, so a resumed job draws the same shuffle and takes the next batch.
 """
 
 from dataclasses import asdict, dataclass, field
