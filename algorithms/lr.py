@@ -377,8 +377,7 @@ class LogisticRegression(paracel.Algorithm):
         z = X @ weights_of(ids) + bias
         scores = self.total_scores(z, y)
         every_z, every_y = gather_arrays(self.comm, z), gather_arrays(self.comm, y)
-        metrics = {"test_log_loss": scores.metrics()["log_loss"],
-                   "test_accuracy": scores.metrics()["accuracy"]}
+        metrics = scores.metrics("test_")
         if self.worker_id == 0:
             metrics["test_auc"] = auc(every_z, every_y)
         return metrics
