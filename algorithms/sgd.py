@@ -221,15 +221,15 @@ class Counters(NamedTuple):
     @staticmethod
     def rows(worker):
         """The rows of ``lr.sgd`` of :class:`Counters` for ``worker``."""
-        return [0, 1, 2, 3 + worker]
+        return [INTERCEPT, 1, 2, 3 + worker]
 
     @staticmethod
     def size(workers):
         return 3 + workers
 
 
-#: The row of the intercept in ``lr.sgd``.
-INTERCEPT = Counters.rows(0)[0]
+#: The row of the intercept in ``lr.sgd`` (the first of :meth:`Counters.rows`).
+INTERCEPT = 0
 
 
 @dataclass
