@@ -130,6 +130,8 @@ class ALS(RatingsAlgorithm):
     """ALS with weighted-λ regularisation; see the module docstring."""
 
     summary = "ALS with weighted-lambda regularisation, lambda chosen on a validation split"
+    reads = ('"user item rating" lines (whitespace or commas; CSV with a header and chosen columns'
+             ' via the job keys header/columns)')
     parameters = {
         "k": paracel.Param(int, 10, "latent factors per user and item", low=1),
         "iterations": paracel.Param(int, 10, "alternations (user half-step, item "
@@ -143,6 +145,10 @@ class ALS(RatingsAlgorithm):
                                     "[0, init_scale)", low=0),
         "holdout": paracel.Param(float, 0.1, "fraction of ratings held out for validation "
                                  "(hash of user, item and seed)", low=0, high=0.9),
+        "test": paracel.Param(str, None, "a held-out ratings file (same format) scored at "
+                                         "every evaluation: test_rmse; a user or item "
+                                         "training did not see has a zero row",
+                              nullable=True, path=True),
         "factor_files": paracel.Param(bool, True, "also write user_factors_<w> and "
                                       "item_factors_<w> text files"),
     }
@@ -162,13 +168,14 @@ class ALS(RatingsAlgorithm):
     def solve(self):
         by_user = self.load_ratings(partition="fmap")
         by_item = self.load_ratings(partition="smap")
+        self.test_ = self.load_test(by_user)
         user_train, user_valid = self.split(by_user)
         item_train, _ = self.split(by_item)
         if not self.resumed:
             total, count = self.worker_total(("mean",), [user_train.rating.sum(),
                                                         user_train.size])
             self.mean_ = total / count if self.center and count else 0.0
-            self.sums_ = np.zeros((0, 4))
+            self.sums_ = np.zeros((0, self.sums_size))
         n_users, n_items = by_user.shape
         users, items = block_rows(n_users, self.k), block_rows(n_items, self.k)
         P = self.matrix("als.user_factors", (n_users, self.k), block_rows=users)
@@ -242,7 +249,8 @@ class ALS(RatingsAlgorithm):
         keep them, and copy the factors into ``chosen`` (``user_factors``,
         ``item_factors``) if this λ is the best so far."""
         self.sync()
-        self.sums_ = np.vstack([self.sums_, self.sum_of_shares(("eval", index, it), 4)])
+        latest = self.sum_of_shares(("eval", index, it), self.sums_size)
+        self.sums_ = np.vstack([self.sums_, latest])
         if self.best([self.lambda_result(sums) for sums in self.sums_]) == index:
             pairs = [(source.block_key(b), target.block_key(b))
                      for source, target in zip((P, Q), chosen)
@@ -257,7 +265,7 @@ class ALS(RatingsAlgorithm):
         if self.worker_id == 0:
             index, it, _ = self.position(self.clock - 1)
             self.report(lam=self.lambdas[index], iteration=it + 1,
-                        **self.rmses(self.sum_of_shares(("eval", index, it), 4)))
+                        **self.rmses(self.sum_of_shares(("eval", index, it), self.sums_size)))
 
     def lambda_result(self, sums):
         """The metrics of one λ from its final error sums."""

@@ -99,7 +99,7 @@ import numpy as np
 import scipy.sparse
 
 import paracel
-from paracel.errors import UserError
+from paracel.errors import DataError, UserError
 
 PARTIAL = "kmeans.partial"
 CANDIDATE = "kmeans.cand"
@@ -153,6 +153,8 @@ class KMeans(paracel.Algorithm):
     """k-means (Lloyd) with parallel k-means++ seeding."""
 
     summary = "k-means: parallel k-means++ seeding, Lloyd iterations, partial sums on servers"
+    reads = ('dense vectors, one per line: "id,f1,...,fk" (commas or whitespace); "columns": '
+             '{"id": null} when there is no id column; header/columns choose CSV columns')
     parameters = {
         "k": paracel.Param(int, 8, "number of clusters", low=1),
         "max_iter": paracel.Param(int, 300, "most Lloyd iterations", low=1),
@@ -350,6 +352,20 @@ class KMeans(paracel.Algorithm):
         parts = self.read_multi([(FINAL, run, w) for w in range(self.num_workers)])
         return np.sum(parts, axis=0)
 
+    @classmethod
+    def apply_model(cls, worker, model):
+        """Label the points of ``worker``'s share with the nearest of the
+        model's centers (``predict``): ``pred_<worker>`` lines ``id\tlabel``
+        and the inertia of the input."""
+        ids, X = worker.load_dense()
+        centers = model["centers"]
+        _check_width(X, centers, model)
+        labels = _nearest(X, centers) if len(X) else np.zeros(0, dtype=np.int64)
+        inertia = float(_sq_dist(X, centers).min(axis=1).sum()) if len(X) else 0.0
+        worker.dump("pred_", zip(ids, labels.tolist()), sep="\t")
+        points, total = worker.sum_over_workers([len(X), inertia])
+        return {"n_points": int(points), "inertia": float(total)}
+
     def write_results(self, ids, labels, best):
         """``labels_<worker>`` on every worker; ``centers.txt`` and
         ``model.h5`` (``centers``, and the inertia) on worker 0."""
@@ -359,6 +375,12 @@ class KMeans(paracel.Algorithm):
                 for row in best.centers:
                     handle.write(",".join(repr(float(v)) for v in row) + "\n")
         self.save_model("model.h5", [("centers", best.centers)], inertia=float(best.inertia))
+
+
+def _check_width(X, centers, model):
+    if X.shape[1] != centers.shape[1]:
+        raise DataError(f"the input has {X.shape[1]} features, the model {model.path}'s "
+                        f"centers {centers.shape[1]}")
 
 
 def _sq_dist(X, centers):

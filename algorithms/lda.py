@@ -122,6 +122,8 @@ class LDA(paracel.Algorithm):
     """Latent Dirichlet Allocation by distributed collapsed Gibbs sampling."""
 
     summary = "LDA topic model by collapsed Gibbs sampling (AD-LDA; n_wk, n_k on the servers)"
+    reads = ('format "bow": "doc_id word_id:count ..." lines (integer ids, words from 0); '
+             'format "text": one document per line, words separated by whitespace')
     parameters = {
         "topics": paracel.Param(int, 10, "number of topics K", low=1),
         "alpha": paracel.Param(float, 0.1, "document-topic Dirichlet prior", low=0,
@@ -146,6 +148,10 @@ class LDA(paracel.Algorithm):
 
     # -- the run -----------------------------------------------------------
 
+    def expected_clocks(self):
+        """One clock a sweep."""
+        return self.iterations
+
     def solve(self):
         doc_ids, X, names = self.load_corpus()
         shard = self.shard_ = Shard(X, self.topics, self.chunks, self.rng(), self.worker_id,
@@ -161,7 +167,9 @@ class LDA(paracel.Algorithm):
                          self.n_k_.pull(np.arange(self.topics)), shard)
         self.sync()
         self.dump("doc_topic_", zip(doc_ids, doc_topic(shard.n_kd, self.alpha)), sep=" ")
-        self.save_model(MODEL_FILE, [self.n_wk_, self.n_k_], alpha=self.alpha, beta=self.beta)
+        words = [] if names is None else [("words", names)]
+        self.save_model(MODEL_FILE, [self.n_wk_, self.n_k_, *words], alpha=self.alpha,
+                        beta=self.beta)
         if self.worker_id != 0:
             return {}
         self.write_topics(self.n_wk_.to_numpy(), names)
@@ -169,6 +177,34 @@ class LDA(paracel.Algorithm):
         return {"loglik": float(history[-1]), "loglik_per_token": float(history[-1] / tokens),
                 "loglik_history": history.tolist(), "sweeps": self.iterations,
                 "documents": int(documents), "tokens": int(tokens), "vocab_size": X.shape[1]}
+
+    @classmethod
+    def apply_model(cls, worker, model, iterations=100):
+        """Topic proportions of new documents under a saved model
+        (``predict``): the topic-word distributions are fixed and each
+        document's proportions are the fixed point of :func:`fold_in`.
+        ``pred_<worker>`` lines ``doc theta_1 ... theta_K``; metrics: the
+        documents' perplexity, and the tokens whose word the model lacks
+        (dropped)."""
+        algorithm = cls(**model.params)
+        phi = topic_word(model["n_wk"], model["n_k"], algorithm.beta)
+        if algorithm.format == "text":
+            lines = worker.load_lines()
+            first = sum(worker.allgather([len(lines)])[:worker.worker_id])
+            X, lost = text_counts(lines, model["words"])
+            doc_ids = first + np.arange(X.shape[0])
+        else:
+            labels, X = worker.load_libsvm(zero_based=True)
+            doc_ids = labels.astype(np.int64)
+            X, lost = known_words(X, phi.shape[0])
+        theta = fold_in(X, phi, algorithm.alpha, iterations)
+        worker.dump("pred_", zip(doc_ids.tolist(), theta), sep=" ")
+        loglik = float(X.data @ np.log(mixtures(X, theta, phi))) if X.nnz else 0.0
+        documents, tokens, total, unknown = worker.sum_over_workers(
+            [X.shape[0], X.sum(), loglik, lost])
+        return {"documents": int(documents), "tokens": int(tokens),
+                "perplexity": float(np.exp(-total / max(tokens, 1))),
+                "unknown_tokens": int(unknown)}
 
     def state(self):
         """The topic of every token and the generator: all a worker carries
@@ -425,6 +461,57 @@ def doc_loglik(n_kd, alpha):
     K, documents = n_kd.shape
     norm = documents * gammaln(K * alpha) - gammaln(K * alpha + n_kd.sum(axis=0)).sum()
     return float(norm) + word_loglik(n_kd, alpha)
+
+
+def topic_word(n_wk, n_k, beta):
+    """``phi[w, k] = (n_wk + beta) / (n_k + V beta)``: each topic's word
+    distribution (a column), from a model's counts."""
+    return (n_wk + beta) / (n_k + n_wk.shape[0] * beta)
+
+
+def mixtures(X, theta, phi):
+    """``theta_d . phi_w`` for every non-zero ``(d, w)`` of ``X``, in its order."""
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    return np.einsum("ij,ij->i", theta[rows], phi[X.indices])
+
+
+def fold_in(X, phi, alpha, iterations):
+    """Documents' topic proportions with the topics ``phi`` (V x K) fixed.
+
+    The fixed point of ``theta_d <- normalise(alpha + theta_d * sum_w
+    n_dw phi_w / (theta_d . phi_w))``, which maximises the documents'
+    likelihood under a Dirichlet(alpha + 1) prior; every document is updated
+    at once with sparse products, from uniform proportions.
+    """
+    theta = np.full((X.shape[0], phi.shape[1]), 1.0 / phi.shape[1])
+    for _ in range(iterations):
+        ratio = scipy.sparse.csr_matrix((X.data / mixtures(X, theta, phi), X.indices, X.indptr),
+                                        shape=X.shape)
+        theta = alpha + theta * (ratio @ phi)
+        theta /= theta.sum(axis=1, keepdims=True)
+    return theta
+
+
+def known_words(X, V):
+    """``(counts over the model's V words, tokens of other words dropped)``."""
+    X = X.tocoo()
+    keep = X.col < V
+    kept = scipy.sparse.csr_matrix((X.data[keep], (X.row[keep], X.col[keep])),
+                                   shape=(X.shape[0], V))
+    return _counts(kept), float(X.data[~keep].sum())
+
+
+def text_counts(lines, words):
+    """Whitespace-tokenised lines as counts over a model's vocabulary
+    ``words``: ``(csr counts, tokens of other words dropped)``."""
+    index = {word: column for column, word in enumerate(np.asarray(words).tolist())}
+    documents = [[index.get(token, -1) for token in line.split()] for line in lines]
+    flat = np.array([c for document in documents for c in document], dtype=np.int64)
+    known = flat >= 0
+    indptr = np.cumsum([0] + [sum(c >= 0 for c in document) for document in documents])
+    X = scipy.sparse.csr_matrix((np.ones(known.sum()), flat[known], indptr),
+                                shape=(len(documents), len(index)))
+    return _counts(X), int((~known).sum())
 
 
 def doc_topic(n_kd, alpha):

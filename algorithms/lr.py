@@ -17,7 +17,8 @@ How it uses the parameter server, and why
 -----------------------------------------
 Each worker loads a contiguous share of the input (:mod:`lr_data`); the
 model lives on the servers, so no worker needs more than the weights of the
-features its examples use. One module per method:
+features its examples use. One module per method, and one table of them
+(:data:`lr_train.METHODS`):
 
 * ``lbfgs`` (:mod:`lbfgs`): L-BFGS, OWL-QN for l1. Every vector (weights,
   gradient, direction, correction pairs) is a column of a row table keyed
@@ -36,6 +37,12 @@ features its examples use. One module per method:
   same model), and each step is weighted by the worker's share of the data
   over its share of the steps, so a faster worker does not tilt the model
   towards its rows. Not bit-reproducible with more than one worker.
+* ``downpour`` (:mod:`downpour`): DistBelief's Downpour SGD: local copies
+  trained by mini-batch SGD, fetched every ``n_fetch`` and pushed (the
+  update since the last push) every ``n_push`` steps, one clock a step.
+  ``ipm`` (:mod:`ipm`): iterative parameter mixing, a local SGD epoch per
+  worker, the workers' models mixed on the servers in worker order each
+  epoch (one clock). Both keep the model in a row table keyed by feature id.
 * ``gd`` (:mod:`gd`): full-batch proximal gradient with FISTA momentum. Each
   worker writes its share's gradient into its own vector on the servers and
   updates the row blocks of ``w`` it owns, summing the workers' gradients in
@@ -55,14 +62,15 @@ Checkpoints and resume
 ----------------------
 A worker's state (:meth:`LogisticRegression.state`) is its method's
 progress dataclass (``SGDProgress``, ``GDProgress``, ``lbfgs.Progress``,
-``ftrl.Progress``): all it carries from one clock to the next; the model,
-the counters and the partial sums are on the servers. What a fresh job
-writes before clock 1 a resumed one finds on the servers; SGD and FTRL keep
-their generator's state before the pass's shuffle and draw it again. After
-the loop the trained values are copied into ``w`` and ``intercept`` with
-``replace``, so a resumed finished job writes the same output. At staleness
-0 a resumed run gives bitwise the uninterrupted one's results (SGD and FTRL:
-with one worker). SGD without ``tol`` takes checkpoints at staleness 0 only.
+``ftrl.Progress``, ``downpour.Progress``, ``ipm.Progress``): all it carries
+from one clock to the next; the model, the counters and the partial sums
+are on the servers. What a fresh job writes before clock 1 a resumed one
+finds on the servers; the SGD methods keep their generator's state and draw
+the same shuffles again. After the loop the trained values are copied into
+``w`` and ``intercept`` with ``replace``, so a resumed finished job writes
+the same output. At staleness 0 a resumed run gives bitwise the
+uninterrupted one's results (SGD, FTRL and Downpour: with one worker). SGD
+without ``tol`` takes checkpoints at staleness 0 only.
 
 Output
 ------
@@ -73,20 +81,21 @@ for the worker's blocks); with ``predict`` ``pred_<worker>`` (``row\\tlabel\\t
 probability``); ``metrics.json`` as the README lists.
 """
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from scipy.special import expit
 
 import paracel
-from paracel.algorithms import ftrl, gd, lbfgs, sgd
-from paracel.algorithms.gd import GD, GDProgress, prox  # noqa: F401 (public names)
+from paracel.algorithms import ftrl
+from paracel.algorithms.gd import GDProgress, prox  # noqa: F401 (public names)
 from paracel.algorithms.logistic import auc, log_losses, penalty_value
 from paracel.algorithms.lr_data import (BLOCKS_PER_RANK, MAX_BLOCK_ROWS,  # noqa: F401
                                         block_rows, compact, init_weights, load_dense,
                                         load_sparse)
-from paracel.algorithms.sgd import (SGD, STEP_RATIO, SGDProgress, sgd_l1,  # noqa: F401
-                                    sgd_l2)
+from paracel.algorithms.lr_train import (METHODS, dense_weights,  # noqa: F401
+                                         table_weights)
+from paracel.algorithms.sgd import STEP_RATIO, SGDProgress, sgd_l1, sgd_l2  # noqa: F401
 from paracel.errors import ConfigError, DataError
 
 #: FTRL's alpha (without ``learning_rate``) and beta.
@@ -121,28 +130,22 @@ class ModelSums(NamedTuple):
     nonzeros: float
 
 
-class Fit(NamedTuple):
-    """What training a row-table model (lbfgs, ftrl) ended with."""
-
-    bias: float
-    epochs: int
-    converged: bool
-    penalty: float      # r(w)
-    nonzeros: int
-    features: int       # features with a weight
-
-
 class LogisticRegression(paracel.Algorithm):
     """Binary logistic regression, L2/L1/no penalty, by SGD under SSP or by GD."""
 
     summary = ("binary logistic regression (L2/L1) on LIBSVM data: SGD under SSP "
                "or accelerated full-batch GD")
+    reads = ('LIBSVM lines: "label index:value ..." (labels +1/-1 or 1/0; indices 0- or 1-based, '
+             'detected; ids up to 2**64-2 for the id-keyed methods)')
     parameters = {
         "method": paracel.Param(str, "lbfgs", "lbfgs: L-BFGS (l2, none) or OWL-QN (l1); ftrl: "
-                                "FTRL-Proximal under SSP (both with the model in a row table "
-                                "keyed by feature id); sgd: mini-batch SGD under SSP; gd: "
-                                "full-batch proximal gradient descent",
-                                choices=("lbfgs", "ftrl", "sgd", "gd")),
+                                "FTRL-Proximal under SSP; downpour: Downpour SGD (local "
+                                "copies, fetch every n_fetch and push every n_push steps); "
+                                "ipm: iterative parameter mixing (a local SGD epoch per "
+                                "worker, the models averaged) (these four with the model in a "
+                                "row table keyed by feature id); sgd: mini-batch SGD under "
+                                "SSP; gd: full-batch proximal gradient descent",
+                                choices=("lbfgs", "ftrl", "downpour", "ipm", "sgd", "gd")),
         "penalty": paracel.Param(str, "l2", "the penalty r(w) on the weights (not the "
                                  "intercept)", choices=("l2", "l1", "none")),
         "C": paracel.Param(float, 1.0, "inverse penalty strength, as scikit-learn's: "
@@ -151,18 +154,22 @@ class LogisticRegression(paracel.Algorithm):
         "epochs": paracel.Param(int, 100, "most passes over the data (gd, lbfgs: "
                                 "iterations); 0: no training, apply init_model to the input "
                                 "(predictions, scores)", low=0),
-        "batch_size": paracel.Param(int, None, "sgd, ftrl: examples per mini-batch (per "
-                                    "worker and clock); null: sgd 32, ftrl 1024", low=1,
-                                    nullable=True),
+        "batch_size": paracel.Param(int, None, "sgd, ftrl, downpour, ipm: examples per "
+                                    "mini-batch (per worker and step); null: ftrl 1024, the "
+                                    "others 32", low=1, nullable=True),
         "learning_rate": paracel.Param(float, None, "step size eta0 (ftrl: alpha); null: "
-                                       "sgd 10 / L, gd 1 / L (L from the data, see the "
-                                       "docs), ftrl 0.5", low=0, closed="neither",
-                                       nullable=True),
-        "lr_schedule": paracel.Param(str, "inverse", "sgd: eta0, eta0 / (1 + lr_decay e) or "
-                                     "eta0 / sqrt(1 + lr_decay e) at epoch e",
+                                       "sgd, downpour, ipm 10 / L, gd 1 / L (L from the "
+                                       "data, see the docs), ftrl 0.5", low=0,
+                                       closed="neither", nullable=True),
+        "lr_schedule": paracel.Param(str, "inverse", "sgd, downpour, ipm: eta0, eta0 / (1 + "
+                                     "lr_decay e) or eta0 / sqrt(1 + lr_decay e) at epoch e",
                                      choices=("constant", "inverse", "inverse_sqrt")),
-        "lr_decay": paracel.Param(float, 0.05, "sgd: decay rate of the schedule, per epoch",
-                                  low=0.0),
+        "lr_decay": paracel.Param(float, 0.05, "sgd, downpour, ipm: decay rate of the "
+                                  "schedule, per epoch", low=0.0),
+        "n_fetch": paracel.Param(int, 5, "downpour: a worker fetches the weights every this "
+                                 "many of its steps", low=1),
+        "n_push": paracel.Param(int, 5, "downpour: a worker pushes its update made since its "
+                                "last push every this many of its steps", low=1),
         "acceleration": paracel.Param(bool, True, "gd: FISTA momentum with adaptive restart"),
         "tol": paracel.Param(float, 1e-4, "stopping tolerance (lbfgs: max |gradient|, "
                              "scikit-learn's; sgd: relative improvement of the objective "
@@ -191,7 +198,7 @@ class LogisticRegression(paracel.Algorithm):
                                "feature)", low=0),
         "test": paracel.Param(str, None, "a held-out LIBSVM file (relative to the job file): "
                               "its log-loss, AUC and accuracy after every iteration (lbfgs, "
-                              "gd) or pass (ftrl), and at the end (all)", nullable=True,
+                              "gd) or pass (ftrl, ipm), and at the end (all)", nullable=True,
                               path=True),
     }
 
@@ -389,119 +396,3 @@ class LogisticRegression(paracel.Algorithm):
         offset = share.offset
         self.dump("pred_", [(offset + i, (int(label[i]), f"{probability[i]:.6g}"))
                             for i in range(len(z))], sep="\t")
-
-
-def dense_weights(w):
-    """``weights_of(ids)`` for :meth:`LogisticRegression.heldout` from the
-    dense ``w`` (features beyond its length weigh 0: training never saw them)."""
-    def weights_of(ids):
-        known = ids < w.shape[0]
-        out = np.zeros(ids.size)
-        if known.any():
-            out[known] = w.pull(ids[known].astype(np.int64))
-        return out
-    return weights_of
-
-
-def table_weights(table, column):
-    """``weights_of(ids)`` from a row table's ``column``."""
-    return lambda ids: table.pull(ids, columns=[column])[:, 0]
-
-
-# -- the methods: how each trains ---------------------------------------------
-
-def train_sgd(lr):
-    share, w, intercept, eta0 = lr.load_dense_share(sgd.STEP_SCALE)
-    epochs, converged = SGD(lr, share, w, intercept, eta0).run()
-    return lr.dense_finish(share, w, intercept, eta0, epochs, converged)
-
-
-def train_gd(lr):
-    share, w, intercept, eta0 = lr.load_dense_share(gd.STEP_SCALE)
-    weights_of = dense_weights(w)
-    epochs, converged = GD(lr, share, w, intercept, eta0,
-                           lambda bias: lr.heldout(share, weights_of, bias)).run()
-    return lr.dense_finish(share, w, intercept, eta0, epochs, converged)
-
-
-def train_lbfgs(lr):
-    """Load, train by :class:`lbfgs.Solver`, finish; iteration ``t`` is
-    clock ``t``."""
-    share = lr.load_sparse_share()
-    table = lr.rows("lr.lbfgs", width=lbfgs.width(lr.memory, lr.num_workers))
-    solver = lbfgs.Solver(lr, share, table, lr.memory)
-    if not lr.resumed:
-        # every feature of this share a row (before clock 1): zeros, or init_model's
-        weights, bias = np.zeros(share.ids.size), 0.0
-        if lr.init_model is not None:
-            weights, bias = init_weights(lr.init_model, share.ids, lr.fit_intercept)
-        table.push(share.ids, weights[:, None], fn="replace", columns=[lbfgs.X])
-        lr.sync()
-        lr.progress_ = solver.start(bias)
-    progress = lr.progress_
-    weights_of = table_weights(table, lbfgs.X)
-    while not (progress.converged or progress.failed) and lr.clock < lr.epochs:
-        solver.iteration(progress)
-        lr.report(objective=progress.objective, gradient=progress.largest,
-                  **lr.heldout(share, weights_of, progress.intercept[lbfgs.X]))
-        lr.iter_commit()
-    if progress.failed and lr.worker_id == 0:
-        lr.log.warning("lr: the line search found no step that lowers the objective "
-                       "(converged as far as float64 allows, or a bad learning problem); "
-                       "stopping after %d iterations", progress.iterations)
-    return lr.sparse_finish(share, table, lbfgs.X, Fit(
-        progress.intercept[lbfgs.X], progress.iterations, progress.converged,
-        progress.penalty, progress.nonzeros, table.size()))
-
-
-def train_ftrl(lr):
-    """Load, train by :class:`ftrl.Learner` for ``epochs`` passes (every
-    worker the same number of batches a pass, a clock each), finish."""
-    share = lr.load_sparse_share(admit=False)
-    table = lr.rows("lr.ftrl", width=ftrl.WIDTH, admit=lr.admit)
-    learner = ftrl.Learner(lr, share, table, lr.learning_rate or FTRL_ALPHA, FTRL_BETA)
-    if lr.resumed:
-        rng = np.random.default_rng()
-        rng.bit_generator.state = lr.progress_.shuffle_rng
-    else:
-        if lr.init_model is not None:
-            learner.warm_start(*init_weights(lr.init_model, share.ids, lr.fit_intercept))
-        rng = lr.rng()
-        lr.progress_ = ftrl.Progress(batch=learner.batches)
-    progress = lr.progress_
-    pieces = learner.shuffle(progress, rng) if progress.epoch else None
-    while progress.batch < learner.batches or progress.epoch < lr.epochs:
-        if progress.batch == learner.batches:
-            progress.epoch += 1
-            progress.batch, progress.loss_sum, progress.seen = 0, 0.0, 0
-            pieces = learner.shuffle(progress, rng)
-        batch = np.sort(pieces[progress.batch])
-        loss = learner.step(progress, batch) if batch.size else 0.0
-        progress.batch += 1
-        progress.loss_sum += loss
-        progress.seen += batch.size
-        lr.report(loss=progress.loss_sum / max(progress.seen, 1),
-                  epoch=round(progress.epoch - 1 + progress.batch / learner.batches, 4))
-        if progress.batch == learner.batches:
-            lr.report(**lr.heldout(share, table_weights(table, ftrl.W), learner.bias()))
-        lr.iter_commit()
-    penalty, nonzeros = learner.finish(lr.epochs)
-    return lr.sparse_finish(share, table, ftrl.W, Fit(
-        learner.bias(), lr.epochs, False, penalty, nonzeros, table.size() - lr.fit_intercept))
-
-
-class Method(NamedTuple):
-    """How a method trains (``train(algorithm) -> metrics``) and the class of
-    its progress (``from_state`` restores a checkpoint's)."""
-
-    train: Callable
-    progress: type
-
-
-#: Every method, by the name ``params.method`` gives.
-METHODS = {
-    "lbfgs": Method(train_lbfgs, lbfgs.Progress),
-    "ftrl": Method(train_ftrl, ftrl.Progress),
-    "sgd": Method(train_sgd, SGDProgress),
-    "gd": Method(train_gd, GDProgress),
-}

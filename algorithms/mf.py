@@ -259,6 +259,23 @@ def sgd_pass(P, Q, users, items, ratings, mean, lr, reg, batch_size):
         np.add.at(Q, i, lr * _steps(err, pu, qi, reg))
 
 
+def rows_by_id(factors, model_ids, ids):
+    """The factor rows of ``ids`` (zero rows for ids the model lacks) and how
+    many of them it lacks."""
+    index = {name: row for row, name in enumerate(np.asarray(model_ids).tolist())}
+    where = np.array([index.get(name, -1) for name in np.asarray(ids).tolist()],
+                     dtype=np.int64)
+    rows = np.zeros((where.size, factors.shape[1]))
+    known = where >= 0
+    rows[known] = factors[where[known]]
+    return rows, int(where.size - np.count_nonzero(known))
+
+
+def index_of(ids, lookup):
+    """The index ``lookup`` gives each of ``ids`` (-1 for one it lacks)."""
+    return np.fromiter((lookup.get(name, -1) for name in ids.tolist()), np.int64, len(ids))
+
+
 def id_maps(triples):
     """The ``(name, ids)`` pairs a ratings model saves next to its factors:
     ``user_ids`` and ``item_ids``, the original id of each factor row."""
@@ -280,10 +297,52 @@ class RatingsAlgorithm(paracel.Algorithm):
 
     prefix = "ratings"
     held_name = "heldout_rmse"
+    test_ = None   # the ``test`` file's ratings of this worker (load_test)
+
+    @property
+    def sums_size(self):
+        """Error sums per evaluation: train and held-out, and test with a
+        ``test`` file (each an SSE and a count)."""
+        return 4 if self.test is None else 6
+
+    def load_test(self, triples):
+        """This worker's share of the ``test`` file (collective), as
+        :class:`Ratings` indexing the training factors (-1: an id training
+        did not see); ``None`` without one."""
+        if self.test is None:
+            return None
+        held = self.load_ratings(files=self.test, partition="fmap")
+        return Ratings(index_of(held.src_ids[held.src], triples.src_lookup),
+                       index_of(held.dst_ids[held.dst], triples.dst_lookup), held.weight)
 
     def predict(self, user_rows, item_rows):
         """Predicted ratings for aligned rows of the two factor matrices."""
         raise NotImplementedError
+
+    @classmethod
+    def apply_model(cls, worker, model):
+        """Predict the ratings of ``worker``'s share of ``user item
+        [rating]`` lines with a saved model (``predict``): ``pred_<worker>``
+        lines ``user\titem\tprediction``, and the RMSE against the input's
+        ratings. A user or item the model does not know has a zero row
+        (its prediction falls back to the mean and the other side's bias)."""
+        triples = worker.load_ratings(partition="fmap")
+        algorithm = cls(**model.params)
+        algorithm.mean_ = model.attrs["global_mean"]
+        users = triples.src_ids[triples.src] if triples.src.size else np.zeros(0, str)
+        items = triples.dst_ids[triples.dst] if triples.dst.size else np.zeros(0, str)
+        (user_rows, unknown_users), (item_rows, unknown_items) = (
+            rows_by_id(model[f"{side}_factors"], model[f"{side}_ids"], ids)
+            for side, ids in (("user", users), ("item", items)))
+        predicted = algorithm.predict(user_rows, item_rows)
+        worker.dump("pred_", [(u, (i, repr(float(p))))
+                              for u, i, p in zip(users.tolist(), items.tolist(), predicted)],
+                    sep="\t")
+        sse, count, lost_users, lost_items = worker.sum_over_workers(
+            [float(((predicted - triples.weight) ** 2).sum()), predicted.size,
+             unknown_users, unknown_items])
+        return {"rmse": rmse(sse, count), "predictions": int(count),
+                "unknown_users": int(lost_users), "unknown_items": int(lost_items)}
 
     def pull_both(self, P, users, Q, items):
         """Rows of both factor matrices in one round trip to each server."""
@@ -317,11 +376,32 @@ class RatingsAlgorithm(paracel.Algorithm):
         predicted = self.predict(user_rows[u], item_rows[i])
         squared = (both.rating - predicted) ** 2
         n = train.size
-        return np.array([squared[:n].sum(), n, squared[n:].sum(), heldout.size], dtype=float)
+        sums = [squared[:n].sum(), n, squared[n:].sum(), heldout.size]
+        return np.array(sums + self.test_errors(P, Q), dtype=float)
+
+    def test_errors(self, P, Q):
+        """``[SSE, count]`` of this share of the ``test`` file (``[]``
+        without one); an unknown user or item has a zero row."""
+        test = self.test_
+        if test is None:
+            return []
+        rows = []
+        for matrix, index in ((P, test.user), (Q, test.item)):
+            known = index >= 0
+            unique, inverse = np.unique(index[known], return_inverse=True)
+            full = np.zeros((test.size, matrix.shape[1]))
+            if unique.size:
+                full[known] = matrix.pull(unique)[inverse]
+            rows.append(full)
+        error = test.rating - self.predict(*rows)
+        return [float(error @ error), test.size]
 
     def rmses(self, sums):
-        """The metrics of error sums: train and held-out RMSE."""
-        return {"train_rmse": rmse(sums[0], sums[1]), self.held_name: rmse(sums[2], sums[3])}
+        """The metrics of error sums: train and held-out RMSE (and test)."""
+        found = {"train_rmse": rmse(sums[0], sums[1]), self.held_name: rmse(sums[2], sums[3])}
+        if len(sums) > 4:
+            found.update(test_rmse=rmse(sums[4], sums[5]), test_ratings=int(sums[5]))
+        return found
 
     def evaluation_clock(self, P, Q, train, heldout, step, **labels):
         """One clock that evaluates the model: every worker writes its sums,
@@ -338,7 +418,8 @@ class RatingsAlgorithm(paracel.Algorithm):
         hence after that clock's checkpoint: a job resumed from it calls
         this again."""
         if self.worker_id == 0:
-            self.report(**labels, **self.rmses(self.sum_of_shares(("eval", *step), 4)))
+            self.report(**labels, **self.rmses(self.sum_of_shares(("eval", *step),
+                                                                  self.sums_size)))
 
     def final_evaluation(self, P, Q, train, heldout, name):
         """The exact metrics of the model on the servers (collective)."""
@@ -362,6 +443,8 @@ class MatrixFactorization(RatingsAlgorithm):
     """Biased matrix factorisation by mini-batch SGD; see the module docstring."""
 
     summary = "biased matrix factorisation by mini-batch SGD (factors on the servers)"
+    reads = ('"user item rating" lines (whitespace or commas; CSV with a header and chosen columns'
+             ' via the job keys header/columns)')
     parameters = {
         "k": paracel.Param(int, 10, "latent factors per user and item", low=1),
         "epochs": paracel.Param(int, 20, "passes over the training ratings", low=1),
@@ -378,10 +461,18 @@ class MatrixFactorization(RatingsAlgorithm):
         "holdout": paracel.Param(float, 0.1, "fraction of ratings held out for the "
                                  "held-out RMSE (hash of user, item and seed)",
                                  low=0, high=0.9),
+        "test": paracel.Param(str, None, "a held-out ratings file (same format) scored at "
+                                         "every evaluation: test_rmse; a user or item "
+                                         "training did not see has a zero row",
+                              nullable=True, path=True),
         "factor_files": paracel.Param(bool, True, "also write user_factors_<w> and "
                                       "item_factors_<w> text files"),
     }
     prefix = "mf"
+
+    def expected_clocks(self):
+        """``clocks_per_epoch`` training clocks and one evaluation clock an epoch."""
+        return self.epochs * (self.clocks_per_epoch + 1)
 
     def predict(self, user_rows, item_rows):
         """``μ + b_u + b_i + p_u · q_i``."""
@@ -389,6 +480,7 @@ class MatrixFactorization(RatingsAlgorithm):
 
     def solve(self):
         triples = self.load_ratings(partition="fmap")
+        self.test_ = self.load_test(triples)
         train, heldout = self.split(triples)
         self.mean_ = self.global_mean(train)
         P = self.factors("user_factors", triples.shape[0])

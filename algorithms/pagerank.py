@@ -138,6 +138,8 @@ class PageRank(paracel.Algorithm):
     """PageRank by power iteration; ranks of an edge list's nodes."""
 
     summary = "PageRank with dangling nodes (as networkx.pagerank), edges split over workers"
+    reads = ('edge lines "src dst [weight]" (whitespace or commas; header/columns choose CSV '
+             'columns)')
     parameters = {
         "damping": paracel.Param(float, 0.85, "probability of following a link "
                                  "(networkx's alpha)", low=0.0, high=1.0),

@@ -1,20 +1,31 @@
-"""Item-item cosine similarity with the top-k neighbours of every item.
+"""Cosine similarity with the top-k neighbours of every item: within one
+set, or each item of a set A against the items of a set B.
 
 What it computes
 ----------------
-For every item ``i`` the ``topk`` other items ``j`` with the highest cosine
+For every item ``i`` the ``topk`` items ``j`` with the highest cosine
 similarity ``<v_i, v_j> / (||v_i|| ||v_j||)`` (0 when either vector is
-zero), as scikit-learn's ``cosine_similarity`` gives it. Neighbours come in
+zero), as scikit-learn's ``cosine_similarity`` gives it. Without a
+``reference`` the candidates are the other items of the input; with one
+(A-B similarity, Paracel's ``ab_sim_dense``) the input is A, the reference
+files are B, and every item of A gets its neighbours from B only; an item
+with the same id in both is not its own neighbour. Neighbours come in
 decreasing score; scores equal to 12 decimals count as equal (so rounding
-noise never decides an order), and ties go to the lower item index. An item
-is never its own neighbour; every other item is a candidate, even at score 0.
+noise never decides an order), and ties go to the lower item index (of B).
+Every candidate counts, even at score 0, unless a bound drops it: a pair
+scoring below ``simbar`` or above ``simubar`` is never a neighbour (as
+Paracel's ``simbar``/``sim_bar`` and ``sim_ubar``; the upper bound drops
+near-duplicates), so an item may get fewer than ``topk`` neighbours, or
+none.
 
 Parallel scheme
 ---------------
 Items are split across the workers in contiguous ranges. Each worker
 normalises its items' vectors and pushes them into the distributed matrix
 ``sim.items`` (``n_items x n_features``, rows in blocks of ``block_items``,
-sparse for ratings, dense for vectors), then all ``sync()``. Each worker then
+sparse for ratings, dense for vectors), then all ``sync()``. With a
+``reference`` it is B's items that go to the servers (each worker pushes its
+share of B) and each worker keeps its share of A. Each worker then
 pulls the matrix block by block (starting at a different block per worker,
 so they do not queue on one server), multiplies its own vectors with the
 block, and folds the scores into a running top-k per item. The servers hold
@@ -36,22 +47,32 @@ Input
 ``input_format: "ratings"``: ``user item value`` lines (``load_ratings``,
 split by item); an item's vector is its values over all users (duplicate
 pairs summed), items numbered in sorted id order (numeric when all ids are
-integers). ``input_format: "dense"``: ``id,f1,...,fk`` lines
-(``load_dense``); each line is an item, numbered in input order.
+integers). ``input_format: "sparse"``: ``id feature value`` lines, the same
+with the columns' roles swapped: a sparse row per id of the first column
+(Paracel's ``fsv``; on a ratings file this gives user-user similarity).
+``input_format: "dense"``: ``id,f1,...,fk`` lines (``load_dense``); each
+line is an item, numbered in input order. A reference is read in the same
+format; for the sparse formats A's and B's feature ids are matched by name
+(their union, sorted, is the feature space), dense vectors must have the
+same width.
 
 Output
 ------
 ``OUTPUT/sim_<worker>``: one line per item of that worker,
 ``item\\tneighbour:score,neighbour:score,...`` (ids as in the input, scores
-as Python ``repr`` floats). Metrics: ``items``, ``features``, ``topk``,
-``mean_top1`` (mean best-neighbour score), ``blocks`` (blocks each worker
-pulled).
+as Python ``repr`` floats; nothing after the tab when the bounds left no
+neighbour). Metrics: ``items``, ``reference_items`` (B's, or the input's
+again), ``features``, ``topk``, ``mean_top1`` (mean best-neighbour score
+over the items that have one), ``pairs`` (neighbours written), ``blocks``
+(blocks each worker pulled).
 """
 
 import numpy as np
 import scipy.sparse
 
 import paracel
+from paracel.errors import DataError
+from paracel.io.graph import _sorted_ids as sorted_ids
 
 MATRIX = "sim.items"
 TIE_DECIMALS = 12
@@ -60,26 +81,56 @@ TIE_DECIMALS = 12
 class CosineSimilarity(paracel.Algorithm):
     """Top-k cosine neighbours of every item; item vectors on the servers."""
 
-    summary = "item-item cosine similarity, top-k neighbours; item vectors on the servers"
+    summary = ("cosine similarity, top-k neighbours within a set or of set A against set B, "
+               "with score bounds; vectors on the servers")
+    reads = ('input_format "ratings": "user item value" lines (items are the vectors); '
+             '"sparse": "id feature value" lines (ids are the vectors); "dense": "id,f1,...,fk" '
+             'lines; a reference (set B) in the same format')
     parameters = {
         "topk": paracel.Param(int, 10, "neighbours kept per item", low=1),
-        "input_format": paracel.Param(str, "ratings", "'ratings' (user item value lines) or "
-                                      "'dense' (id,f1,...,fk lines, one item each)",
-                                      choices=("ratings", "dense")),
+        "input_format": paracel.Param(str, "ratings", "'ratings' (user item value lines, "
+                                      "vectors per item), 'sparse' (id feature value lines, "
+                                      "vectors per id) or 'dense' (id,f1,...,fk lines)",
+                                      choices=("ratings", "sparse", "dense")),
         "block_items": paracel.Param(int, 128, "item vectors per block (one pull each)", low=1),
+        "reference": paracel.Param(str, None, "A-B similarity: file, folder or glob of set B "
+                                   "(same format as the input); each input item's "
+                                   "neighbours are taken from B only (an item with the same "
+                                   "id in both is not its own neighbour)", nullable=True,
+                                   path=True),
+        "simbar": paracel.Param(float, None, "drop pairs scoring below this (null: keep all)",
+                                nullable=True),
+        "simubar": paracel.Param(float, None, "drop pairs scoring above this, e.g. "
+                                 "near-duplicates (null: keep all)", nullable=True),
     }
 
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.simbar is not None and self.simubar is not None and self.simubar < self.simbar:
+            raise paracel.ConfigError(f"params.simubar: {self.simubar!r} is below "
+                                      f"params.simbar {self.simbar!r}; no pair could be kept")
+
     def solve(self):
-        mine, first, ids = (self.load_rating_items() if self.input_format == "ratings"
-                            else self.load_dense_items())
+        mine, first, ids, features = self.load_items(None)
+        if self.reference is None:
+            theirs, their_first, their_ids = mine, first, ids
+        else:
+            theirs, their_first, their_ids, their_features = self.load_items(self.reference)
+            mine, theirs = self.common_features(mine, features, theirs, their_features)
         mine = _normalise(mine)
-        items = self.publish(mine, first, len(ids))
-        scores, neighbours = self.top_neighbours(mine, first, items)
-        self.dump("sim_", _lines(ids, first, scores, neighbours))
+        items = self.publish(_normalise(theirs), their_first, len(their_ids))
+        lookup = {name: index for index, name in enumerate(their_ids.tolist())}
+        same = np.array([lookup.get(name, -1) for name in ids[first:first + mine.shape[0]]],
+                        dtype=np.int64)
+        scores, neighbours = self.top_neighbours(mine, same, items)
+        self.dump("sim_", _lines(ids[first:], their_ids, scores, neighbours))
         top1 = scores[:, 0][np.isfinite(scores[:, 0])] if scores.size else np.zeros(0)
-        total, count = self.sum_over_workers([top1.sum(), top1.size])
-        return {"items": len(ids), "features": items.shape[1], "topk": self.topk,
-                "mean_top1": float(total / max(count, 1)), "blocks": items.num_blocks}
+        kept = np.isfinite(scores).sum()
+        total, count, pairs = self.sum_over_workers([top1.sum(), top1.size, kept])
+        return {"items": len(ids), "reference_items": len(their_ids),
+                "features": items.shape[1], "topk": self.topk,
+                "mean_top1": float(total / max(count, 1)), "pairs": int(pairs),
+                "blocks": items.num_blocks}
 
     def state(self):
         """Nothing to keep: the matrix is complete on the servers after clock 1,
@@ -91,19 +142,52 @@ class CosineSimilarity(paracel.Algorithm):
 
     # -- input -------------------------------------------------------------
 
-    def load_rating_items(self):
-        """This worker's item vectors (csr, items x users), first index, all item ids."""
-        triples = self.load_ratings(partition="smap")
-        first, stop = triples.cols
-        mine = triples.matrix()[:, first:stop].T.tocsr()
-        return mine, first, triples.dst_ids
+    def load_items(self, files):
+        """This worker's item vectors of ``files`` (the input if None), in
+        the format of ``input_format`` (collective).
 
-    def load_dense_items(self):
+        Returns
+        -------
+        mine : scipy.sparse.csr_matrix or numpy.ndarray
+            This worker's items' vectors, one row each.
+        first : int
+            The global index of its first item.
+        ids : numpy.ndarray of str
+            Every item's id, in index order.
+        features : numpy.ndarray of str or None
+            The feature id of each column (None for dense input).
+        """
+        if self.input_format == "dense":
+            return (*self.load_dense_items(files), None)
+        by_item = self.input_format == "ratings"
+        triples = self.load_ratings(files, partition="smap" if by_item else "fmap")
+        first, stop = triples.cols if by_item else triples.rows
+        if by_item:
+            mine = triples.matrix()[:, first:stop].T.tocsr()
+            return mine, first, triples.dst_ids, triples.src_ids
+        return triples.matrix()[first:stop].tocsr(), first, triples.src_ids, triples.dst_ids
+
+    def load_dense_items(self, files):
         """This worker's item vectors (dense rows), first index, all item ids."""
-        ids, X = self.load_dense()
+        ids, X = self.load_dense(files)
         every = self.allgather_objects(ids)
         first = sum(len(part) for part in every[:self.worker_id])
         return X, first, np.array([name for part in every for name in part], dtype=str)
+
+    def common_features(self, mine, features, theirs, their_features):
+        """The input's and the reference's vectors over one feature space:
+        sparse columns renumbered into the sorted union of both feature id
+        sets; dense rows must have the same width."""
+        if features is None:
+            if mine.shape[1] != theirs.shape[1]:
+                raise DataError(f"{self.reference}: reference vectors have "
+                                f"{theirs.shape[1]} features, the input's "
+                                f"{', '.join(self.input_files)} have {mine.shape[1]}")
+            return mine, theirs
+        union = sorted_ids(set(features.tolist()) | set(their_features.tolist()))
+        lookup = {name: index for index, name in enumerate(union.tolist())}
+        return (_renumbered(mine, features, lookup, len(union)),
+                _renumbered(theirs, their_features, lookup, len(union)))
 
     # -- the distributed matrix --------------------------------------------
 
@@ -121,17 +205,19 @@ class CosineSimilarity(paracel.Algorithm):
             self.iter_commit()
         return items
 
-    def top_neighbours(self, mine, first, items):
-        """Scores and indices (``n_mine x topk``) of each own item's best neighbours."""
+    def top_neighbours(self, mine, same, items):
+        """Scores and indices (``n_mine x topk``) of each own item's best
+        neighbours among the rows of ``items``; ``same[r]`` is the row of
+        own item ``r``'s own id there (never its neighbour), or -1."""
         scores = np.full((mine.shape[0], self.topk), -np.inf)
         neighbours = np.full((mine.shape[0], self.topk), -1, dtype=np.int64)
-        own = np.arange(first, first + mine.shape[0])
         start_block = self.worker_id * items.num_blocks // self.num_workers
         for block in np.roll(np.arange(items.num_blocks), -start_block):
             start, stop = items.block_range(block)
-            block_scores = _dense(mine @ items.pull(np.arange(start, stop)).T)
-            inside = (own >= start) & (own < stop)
-            block_scores[np.flatnonzero(inside), own[inside] - start] = -np.inf
+            block_scores = _bounded(_dense(mine @ items.pull(np.arange(start, stop)).T),
+                                    self.simbar, self.simubar)
+            inside = (same >= start) & (same < stop)
+            block_scores[np.flatnonzero(inside), same[inside] - start] = -np.inf
             scores, neighbours = _merge(scores, neighbours, block_scores,
                                         np.arange(start, stop), self.topk)
         return scores, neighbours
@@ -147,6 +233,23 @@ def _normalise(X):
         X.data /= np.repeat(norms, np.diff(X.indptr))
         return X
     return X / norms[:, None]
+
+
+def _renumbered(X, features, lookup, width):
+    """Sparse ``X`` with column ``j`` moved to ``lookup[features[j]]``."""
+    X = X.tocoo()
+    columns = np.array([lookup[name] for name in features.tolist()], dtype=np.int64)
+    return scipy.sparse.csr_matrix((X.data, (X.row, columns[X.col])),
+                                   shape=(X.shape[0], width))
+
+
+def _bounded(block_scores, low, high):
+    """Scores outside ``[low, high]`` (either bound None: open) set to ``-inf``."""
+    if low is not None:
+        block_scores[block_scores < low] = -np.inf
+    if high is not None:
+        block_scores[block_scores > high] = -np.inf
+    return block_scores
 
 
 def _dense(product):
@@ -180,8 +283,9 @@ def _candidates(block_scores, block_items, k):
             np.take_along_axis(items, columns, axis=1))
 
 
-def _lines(ids, first, scores, neighbours):
-    """``(item id, "neighbour:score,...")`` for each own item."""
+def _lines(own_ids, their_ids, scores, neighbours):
+    """``(item id, "neighbour:score,...")`` for each own item (``own_ids``
+    from the first own item on)."""
     for row, (row_scores, row_items) in enumerate(zip(scores.tolist(), neighbours.tolist())):
-        pairs = [f"{ids[j]}:{s!r}" for s, j in zip(row_scores, row_items) if s > -np.inf]
-        yield ids[first + row], ",".join(pairs)
+        pairs = [f"{their_ids[j]}:{s!r}" for s, j in zip(row_scores, row_items) if s > -np.inf]
+        yield own_ids[row], ",".join(pairs)

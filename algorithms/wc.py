@@ -33,6 +33,8 @@ class WordCount(paracel.Algorithm):
     """Count words; report the ``topk`` most frequent."""
 
     summary = "word count with top-k (counts aggregated on the servers with 'add')"
+    reads = ('any UTF-8 text; words are runs of letters and digits (inner apostrophes kept), '
+             'lower-cased unless lower is false')
     parameters = {
         "topk": paracel.Param(int, 10, "how many of the most frequent words to report", low=1),
         "lower": paracel.Param(bool, True, "fold words to lower case"),

@@ -4,7 +4,8 @@ Data: scikit-learn's breast-cancer set, standardised and repeated ``--copies``
 times with small noise (so the job has work to spread), written as a LIBSVM
 file to a temporary folder. The paracel job (``python -m paracel.run`` on a
 temporary job file, ``-n 5 --servers 1``: 4 workers and 1 server) runs
-full-batch GD and mini-batch SGD with staleness 0, 2 and null; the reference
+full-batch GD, mini-batch SGD with staleness 0, 2 and null, Downpour SGD
+(staleness 2) and iterative parameter mixing; the reference
 is ``LogisticRegression(C, solver="lbfgs")`` on the same rows in one process.
 
 Printed per case: the job's wall time (launch included) and ``solve`` time,
@@ -77,7 +78,9 @@ def run_cases(folder, X, y, epochs, copies):
     cases = [("gd", 0, {"method": "gd", "epochs": 500, "tol": 1e-6}),
              ("sgd", 0, {"method": "sgd", "epochs": epochs, "tol": None}),
              ("sgd", 2, {"method": "sgd", "epochs": epochs, "tol": None}),
-             ("sgd", None, {"method": "sgd", "epochs": epochs, "tol": None})]
+             ("sgd", None, {"method": "sgd", "epochs": epochs, "tol": None}),
+             ("downpour", 2, {"method": "downpour", "epochs": epochs}),
+             ("ipm", 0, {"method": "ipm", "epochs": epochs})]
     described = f"breast cancer x{copies} ({X.shape[0]} x {X.shape[1]})"
     rows, results = [], []
     for method, staleness, params in cases:

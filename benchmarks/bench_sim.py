@@ -6,7 +6,10 @@ Data, written to a temporary folder:
   most-rated movies (default 1000) as ``userId movieId rating`` lines (sparse
   item vectors over the users);
 * **digits**: scikit-learn's ``load_digits`` as ``id,f1,...`` lines (1,797
-  dense items of 64 features).
+  dense items of 64 features);
+* **digits A-B**: the same digits split in two, the first half (A, the
+  input) against the second (B, the ``reference``); the reference is
+  ``cosine_similarity(A, B)``.
 
 Each is a paracel job (``python -m paracel.run`` on a temporary job file,
 ``-n 5 --servers 1``: 4 workers, 1 server, launched by this script) against
@@ -71,10 +74,25 @@ def digits(folder):
     return path, "dense", np.arange(len(X)).astype(str), X
 
 
-def run_job(folder, name, path, input_format, topk):
+def digits_ab(folder):
+    """(path of A, path of B, A's ids, A, B) of the digits split in two."""
+    X = load_digits().data
+    half = len(X) // 2
+    paths = []
+    for name, rows, first in (("a.csv", X[:half], 0), ("b.csv", X[half:], half)):
+        paths.append(os.path.join(folder, name))
+        with open(paths[-1], "w", encoding="ascii") as handle:
+            for i, row in enumerate(rows, start=first):
+                handle.write(f"{i}," + ",".join(map(repr, row.tolist())) + "\n")
+    return paths[0], paths[1], np.arange(half).astype(str), X[:half], X[half:]
+
+
+def run_job(folder, name, path, input_format, topk, reference=None):
     """Run one paracel job; returns (wall seconds, metrics.json, {item: neighbour ids})."""
-    run = run_paracel(folder, name, {"algorithm": ALGORITHM, "input": path,
-                                     "params": {"topk": topk, "input_format": input_format}})
+    params = {"topk": topk, "input_format": input_format}
+    if reference:
+        params["reference"] = reference
+    run = run_paracel(folder, name, {"algorithm": ALGORITHM, "input": path, "params": params})
     found = {}
     for worker in range(run.metrics["workers"]):
         with open(os.path.join(run.output, f"sim_{worker}"), encoding="utf-8") as handle:
@@ -84,12 +102,14 @@ def run_job(folder, name, path, input_format, topk):
     return run.wall, run.metrics, found
 
 
-def reference(M, topk):
-    """Top-k of scikit-learn's cosine similarities: (seconds, order, scores)."""
+def reference(M, topk, B=None):
+    """Top-k of scikit-learn's cosine similarities (of M's rows, or of M's
+    rows against B's): (seconds, order, scores)."""
     start = time.perf_counter()
-    S = cosine_similarity(M)
-    np.fill_diagonal(S, -np.inf)
-    index = np.broadcast_to(np.arange(S.shape[0]), S.shape)
+    S = cosine_similarity(M, B)
+    if B is None:
+        np.fill_diagonal(S, -np.inf)
+    index = np.broadcast_to(np.arange(S.shape[1]), S.shape)
     order = np.lexsort((index, -np.round(S, 12)), axis=-1)[:, :topk]
     scores = np.take_along_axis(S, order, axis=1)
     return time.perf_counter() - start, order, scores
@@ -118,6 +138,20 @@ def main():
                 kind, f"{name} ({M.shape[0]} items x {M.shape[1]})", wall, solve, ref_wall,
                 "mean top-1 score", metrics["metrics"]["mean_top1"], scores[:, 0].mean(),
                 metrics["timings"], f"{differ} top-{args.topk} lists differ"))
+        path_a, path_b, ids, A, B = digits_ab(folder)
+        wall, metrics, found = run_job(folder, "digits_ab", path_a, "dense", args.topk, path_b)
+        ref_wall, order, scores = reference(A, args.topk, B)
+        b_ids = np.arange(len(A), len(A) + len(B)).astype(str)
+        differ = sum(found[item] != list(b_ids[order[row]]) for row, item in enumerate(ids))
+        solve = metrics["timings"]["solve_seconds"]
+        rows.append([f"digits A-B {len(A)}x{len(B)}", f"{wall:.2f}", f"{solve:.3f}",
+                     f"{ref_wall:.3f}", f"{wall / ref_wall:.1f}", f"{solve / ref_wall:.1f}",
+                     f"{metrics['metrics']['mean_top1']:.12f}",
+                     f"{scores[:, 0].mean():.12f}", differ])
+        results.append(result_row(
+            "dense-ab", f"digits A-B ({len(A)} against {len(B)} items)", wall, solve, ref_wall,
+            "mean top-1 score", metrics["metrics"]["mean_top1"], scores[:, 0].mean(),
+            metrics["timings"], f"{differ} top-{args.topk} lists differ"))
     header = ["data", "job wall s", "job solve s", "sklearn s", "wall/sk", "solve/sk",
               "paracel mean top1", "sklearn mean top1", "lists differing"]
     print_table(f"sim (top-{args.topk} cosine neighbours): 4 workers + 1 server vs "

@@ -57,10 +57,15 @@ BENCHES = {
     "pagerank": ("networkx.pagerank", None),
     "kmeans": ("sklearn KMeans", ["given init"]),
     "sim": ("sklearn cosine_similarity", None),
+    "adjust_ktop": ("NumPy per-user residuals", None),
+    "dtr": ("sklearn DecisionTreeRegressor", None),
     "mf": ("NumPy SGD", ["staleness 0"]),
     "als": ("NumPy ALS-WR", None),
     "lda": ("lda package", None),
     "lr": ("sklearn LogisticRegression", ["gd-0", "sgd-0"]),
+    "fm": ("NumPy FM", ["regression-0", "binary-0"]),
+    "svd": ("scipy svds", ["insteval-svds", "movielens-svds"]),
+    "recommend": ("NumPy brute force", None),
 }
 
 HEADER = ["algorithm", "data", "job wall s", "solve s", "reference s", "solve/ref", "metric",

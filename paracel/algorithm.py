@@ -24,6 +24,7 @@ progress metrics.
 
 import logging
 import os
+import textwrap
 import time
 
 import numpy as np
@@ -44,11 +45,14 @@ class Algorithm:
     ----------------
     summary : str
         One line for ``--list``.
+    reads : str
+        The input format(s), for ``--describe``.
     parameters : dict of str to paracel.Param
         The algorithm's parameters, for validation and ``--describe``.
     """
 
     summary = ""
+    reads = ""
     parameters = {}
 
     def __init_subclass__(cls, **kwargs):
@@ -80,7 +84,11 @@ class Algorithm:
     @classmethod
     def describe(cls):
         """Human-readable parameter table, for ``--describe``."""
-        lines = [f"{cls.__module__}:{cls.__qualname__}", f"  {cls.summary}", "", "parameters:"]
+        lines = [f"{cls.__module__}:{cls.__qualname__}", f"  {cls.summary}", ""]
+        if cls.reads:
+            lines += ["input:", *textwrap.wrap(cls.reads, 76, initial_indent="  ",
+                                               subsequent_indent="  "), ""]
+        lines.append("parameters:")
         for name, param in cls.parameters.items():
             default = "required" if param.default is config.REQUIRED else repr(param.default)
             choices = f"; one of {', '.join(map(repr, param.choices))}" if param.choices else ""
@@ -91,6 +99,11 @@ class Algorithm:
     def solve(self):
         """The algorithm; runs on every worker. May return a dict of final metrics."""
         raise NotImplementedError(f"{type(self).__name__} must define solve()")
+
+    def expected_clocks(self):
+        """How many clocks the run will take, if known (override): the live
+        progress line then shows a bar and an estimate of the time left."""
+        return None
 
     @classmethod
     def resumable(cls):
@@ -462,18 +475,34 @@ class Algorithm:
         self._kept_some(paths, len(triples.src), triples.skipped)
         return triples
 
-    def load_mtx(self, path=None):
+    def load_mtx(self, files=None):
         """This worker's share of a MatrixMarket file (coo entries, or dense rows)."""
         from paracel.io import mtx
 
-        return mtx.load(path or self._files(None)[0], self.worker_id, self.num_workers)
+        path = self._one_file(files, "load_mtx")
+        matrix, skipped = mtx.load(path, self.worker_id, self.num_workers,
+                                   skip=self._skip_bad_lines)
+        self.skipped_lines(skipped)
+        self._kept_some([path], matrix.nnz if hasattr(matrix, "nnz") else len(matrix), skipped)
+        return matrix
 
-    def load_h5(self, dataset, path=None):
+    def load_h5(self, dataset, files=None):
         """This worker's row slice of an HDF5 dataset."""
         from paracel.io import h5
 
-        return h5.load_rows(path or self._files(None)[0], dataset, self.worker_id,
+        return h5.load_rows(self._one_file(files, "load_h5"), dataset, self.worker_id,
                             self.num_workers)
+
+    def _one_file(self, files, loader):
+        """The single file a whole-file loader reads (its rows are split by
+        position, not by lines)."""
+        from paracel.errors import ConfigError
+
+        paths = self._files(files)
+        if len(paths) != 1:
+            raise ConfigError(f"{loader} reads one file; the input names {len(paths)}: "
+                              f"{', '.join(paths[:3])}{'...' if len(paths) > 3 else ''}")
+        return paths[0]
 
     # -- results -----------------------------------------------------------
 
@@ -580,8 +609,6 @@ class Algorithm:
         ``worker_history``), not as final metrics: per-worker progress for
         plots, e.g. each worker's own share of an objective."""
         self._runtime.pending.update(values)
-
-    # -- the run -----------------------------------------------------------
 
     # -- the run -----------------------------------------------------------
 

@@ -223,7 +223,7 @@ def load(path, overrides=()):
     base = os.path.dirname(os.path.abspath(path))
     raw = resolve_paths(raw, base)
     for dotted, value in overrides:
-        _apply(raw, dotted, resolve_paths({dotted: value}, os.getcwd())[dotted])
+        apply_override(raw, dotted, resolve_paths({dotted: value}, os.getcwd())[dotted])
     values = validate(raw, path)
     if values["output"] is None:
         values["output"] = os.path.abspath(os.path.join("output", _stem(path)))
@@ -449,7 +449,7 @@ def resolve_path(value, base):
     return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
 
 
-def _apply(raw, dotted, value):
+def apply_override(raw, dotted, value):
     """Set ``raw[a][b]... = value`` for ``dotted = 'a.b...'``."""
     parts = dotted.split(".")
     if parts[0] not in SCHEMA:

@@ -21,6 +21,14 @@ from paracel.errors import ParacelError, UserError
 JOB_FILE = "job.json"
 
 
+class JobFailed(ParacelError):
+    """A job that failed after launch; ``code`` is its exit status."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class JobResult:
     """What a finished job gives back.
@@ -85,8 +93,8 @@ def run_job(job, name="job", overwrite=False, resume=False):
     chosen = ["--resume-from", origin.folder] if origin and origin.folder else []
     code = mpiexec.relaunch(job, [*argv, *chosen], sink=_TextSink(sys.stderr))
     if code != 0:
-        raise ParacelError(f"the job {name!r} failed with exit status {code} (its messages "
-                           "are above)")
+        raise JobFailed(f"the job {name!r} failed with exit status {code} (its messages "
+                        "are above)", code)
     print(summary(job.output), flush=True)
     with open(os.path.join(job.output, "metrics.json"), encoding="utf-8") as handle:
         report = json.load(handle)

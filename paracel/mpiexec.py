@@ -167,12 +167,17 @@ def relaunch(job, argv, extra=(), sink=None):
     mpiexec's standard error goes to ``sink`` (bytes; default ours)."""
     from paracel.run import EXIT_INTERRUPTED
 
+    from paracel.progress import LIVE, LiveLine
+
     launch, env = command(find(), job.processes, extra)
     env[TOKEN] = secrets.token_hex(16)
+    sink = sink or sys.stderr.buffer
+    live = LiveLine() if _is_terminal(sink) else None
+    if live is not None:
+        env[LIVE] = "1"
     process = subprocess.Popen([*launch, sys.executable, "-m", "paracel.run", *argv], env=env,
                                stderr=subprocess.PIPE)
-    forwarding = threading.Thread(target=forward_stderr,
-                                  args=(process.stderr, sink or sys.stderr.buffer),
+    forwarding = threading.Thread(target=forward_stderr, args=(process.stderr, sink, live),
                                   daemon=True)
     forwarding.start()
     try:
@@ -191,16 +196,29 @@ def relaunch(job, argv, extra=(), sink=None):
 ABORT_NOISE = (b"MPI_ABORT was invoked", b'calling\n"abort"', b'calling "abort"')
 
 
-def forward_stderr(stream, sink):
+def _is_terminal(sink):
+    try:
+        return sink.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def forward_stderr(stream, sink, live=None):
     """Copy mpiexec's standard error to ``sink`` line by line, as it comes,
-    without the boxes (between lines of dashes) of :data:`ABORT_NOISE`."""
+    without the boxes (between lines of dashes) of :data:`ABORT_NOISE`;
+    with ``live`` (a :class:`paracel.progress.LiveLine`) progress records
+    are drawn as one line that others pass above."""
     box = None
+
+    def write(data):
+        sink.write(live.feed(data) if live is not None else data)
+        sink.flush()
+
     for line in iter(stream.readline, b""):
         dashes = line.strip() and not line.strip().strip(b"-")
         if box is None and not dashes:
             if line.strip(b"\0"):           # prterun ends with a stray NUL byte
-                sink.write(line)
-                sink.flush()
+                write(line)
         elif box is None:
             box = [line]
         else:
@@ -208,11 +226,12 @@ def forward_stderr(stream, sink):
             if dashes:
                 text = b"".join(box)
                 if not any(noise in text for noise in ABORT_NOISE):
-                    sink.write(text)
-                    sink.flush()
+                    write(text)
                 box = None
     if box:
-        sink.write(b"".join(box))
+        write(b"".join(box))
+    if live is not None:
+        sink.write(live.close())
         sink.flush()
 
 

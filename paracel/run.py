@@ -339,6 +339,10 @@ def _print_list():
 def main(argv=None):
     """Entry point; returns the process exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:
+        return predict(argv[1:])
+    if argv[:1] == ["plot"]:
+        return plot(argv[1:])
     argv, passthrough = split_passthrough(argv)
     args = parse_args(argv)
     launched = mpiexec.launched_rank()
@@ -371,6 +375,62 @@ def main(argv=None):
             print(summary(job.output), flush=True)
         return code
     return launch(job, algorithm, origin)
+
+
+def predict(argv):
+    """``python -m paracel.run predict MODEL INPUT...``: apply a saved model
+    to new data (:mod:`paracel.predict`), as a job run from Python; the exit
+    status of the job."""
+    from paracel.jobs import JobFailed, run_job
+
+    parser = argparse.ArgumentParser(
+        prog="python -m paracel.run predict",
+        description="Apply a model a job saved (model.h5) to new data: pred_<worker> files "
+                    "and, when the input carries labels or ratings, how well it does.")
+    parser.add_argument("model", help="the model file")
+    parser.add_argument("input", nargs="+", help="input files, folders or globs")
+    parser.add_argument("-n", "--processes", type=int, default=3, help="MPI processes")
+    parser.add_argument("--servers", type=int, default=1, help="parameter servers")
+    parser.add_argument("--output", default=os.path.join("output", "predict"),
+                        help="output folder (default: output/predict)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="reuse an output folder that holds another job's results")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="another job key, e.g. header=true (repeatable)")
+    args = parser.parse_args(argv)
+    job = {"algorithm": "paracel.predict:Predict", "processes": args.processes,
+           "servers": args.servers, "input": args.input, "output": args.output,
+           "params": {"model": args.model}}
+    try:
+        for dotted, value in map(config.parse_override, args.set):
+            config.apply_override(job, dotted, value)
+        run_job(job, name="predict", overwrite=args.overwrite)
+    except UserError as error:
+        report_early_error(error)
+        return EXIT_USER_ERROR
+    except JobFailed as failed:
+        return failed.code
+    return 0
+
+
+def plot(argv):
+    """``python -m paracel.run plot OUTPUT [--to FILE]``: draw a finished
+    job's per-clock history (:mod:`paracel.plot`)."""
+    from paracel import plot as plotting
+
+    parser = argparse.ArgumentParser(
+        prog="python -m paracel.run plot",
+        description="Draw a finished job's metrics against clock and wall time, and each "
+                    "worker's waiting (needs matplotlib).")
+    parser.add_argument("output", help="the job's output folder")
+    parser.add_argument("--to", help="the picture (default: OUTPUT/history.png)")
+    args = parser.parse_args(argv)
+    try:
+        print(f"paracel: wrote {plotting.plot(args.output, args.to)}")
+    except UserError as error:
+        report_early_error(error)
+        return EXIT_USER_ERROR
+    return 0
 
 
 def summary(output, width=100):
@@ -439,4 +499,8 @@ def report_early_error(error):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:   # "--list | head": the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

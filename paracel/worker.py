@@ -16,11 +16,12 @@ them there, so a checkpoint holds them with the algorithm's own state.
 import json
 import logging
 import os
+import sys
 import time
 
 import numpy as np
 
-from paracel import mpiexec, watch
+from paracel import mpiexec, progress, watch
 from paracel.algorithm import STARTED
 
 #: Seconds between two progress lines at ``info``.
@@ -48,7 +49,8 @@ class Worker:
         self.algorithm = algorithm
         self.runtime = runtime
         self.before_commit = [straggle] if os.environ.get(STRAGGLER) else []
-        self.shown_at = 0.0   # when worker 0 last logged a clock at info
+        self.shown_at = 0.0   # when worker 0 last showed its progress
+        self.metrics_shown = {}   # the newest value of each reported metric
 
     @property
     def worker_id(self):
@@ -109,15 +111,29 @@ class Worker:
                  "comm": round(runtime.client.comm_seconds, 6), **runtime.pending}
         self.record(entry)
         if self.worker_id == 0:
-            due = elapsed >= self.shown_at + PROGRESS_SECONDS or clock == 1
-            self.shown_at = elapsed if due else self.shown_at
-            shown = "".join(f"  {name}={_short(value)}"
-                            for name, value in runtime.pending.items())
-            self.algorithm.log.log(logging.INFO if due else logging.DEBUG,
-                                   "clock %d  %.3f s  %.1f clocks/s  wait %.3f s%s", clock,
-                                   elapsed, clock / max(elapsed, 1e-9),
-                                   runtime.clock.wait_seconds, shown)
+            self.show_progress(clock, elapsed)
         runtime.pending.clear()
+
+    def show_progress(self, clock, elapsed):
+        """Worker 0's progress: every clock at ``debug``; at ``info`` the
+        first clock and then one every :data:`PROGRESS_SECONDS`, or on a
+        terminal a live record every :data:`paracel.progress.LIVE_SECONDS`."""
+        runtime, live = self.runtime, bool(os.environ.get(progress.LIVE))
+        every = progress.LIVE_SECONDS if live else PROGRESS_SECONDS
+        due = elapsed >= self.shown_at + every or clock == 1
+        self.shown_at = elapsed if due else self.shown_at
+        reported = {name: value for name, value in runtime.pending.items()
+                    if name in self.algorithm.metrics_}   # not what was only traced
+        self.metrics_shown.update(reported)
+        if live and due:
+            text = progress.progress_text(clock, elapsed, self.algorithm.expected_clocks(),
+                                          self.metrics_shown)
+            print(progress.MARK + text, file=sys.stderr, flush=True)
+        shown = "".join(f"  {name}={_short(value)}" for name, value in reported.items())
+        self.algorithm.log.log(logging.INFO if due and not live else logging.DEBUG,
+                               "clock %d  %.3f s  %.1f clocks/s  wait %.3f s%s", clock,
+                               elapsed, clock / max(elapsed, 1e-9),
+                               runtime.clock.wait_seconds, shown)
 
     def record(self, entry):
         """Append a history entry (and keep it for the next checkpoint)."""

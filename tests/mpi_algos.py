@@ -372,7 +372,8 @@ class Hangs(paracel.Algorithm):
     ``how``: ``"sync"`` (worker 1 calls ``sync()`` while the others call
     ``iter_commit()``), ``"leave"`` (worker 1 leaves ``solve()`` after 2 of
     ``clocks`` clocks, with checkpoints on), ``"update"`` (an update function
-    that never returns).
+    that never returns), ``"alone"`` / ``"alone_save"`` (worker 0 alone calls
+    ``sync()`` / ``save_model``, the others return).
     """
 
     parameters = {"how": paracel.Param(str, "sync", "which hang"),
@@ -381,6 +382,12 @@ class Hangs(paracel.Algorithm):
     def solve(self):
         if self.how == "update":
             self.bupdate("k", 1.0, "never_returns")
+        if self.how in ("alone", "alone_save"):    # a collective on worker 0 only
+            if self.worker_id == 0 and self.how == "alone":
+                self.sync()
+            elif self.worker_id == 0:
+                self.save_model("m.h5", [("x", np.zeros(3))])
+            return {}
         for _ in range(self.clocks):
             if self.worker_id == 1 and self.how == "sync":
                 self.sync()

@@ -20,6 +20,15 @@ scores within 1e-9 (absolute).
 
 Shapes (workers, servers): (1, 1), (2, 2), (4, 1) on MovieLens and two more
 on the dense sets; every server must have stored blocks and served requests.
+
+A-B similarity (``reference``), bounds (``simbar``/``simubar``) and sparse
+rows (``input_format: "sparse"``): digits split in two, A = the first 898,
+B = the other 899 plus copies of A's first 50 under their ids (the same id
+in both: never a neighbour, though it scores 1), against
+``cosine_similarity(A, B)`` with the same ranking, with and without bounds;
+MovieLens users as sparse rows (even ids against odd ids, movies matched by
+id across the two files; and all users against each other). Tolerance:
+identical lists, scores within 1e-12, the same count of pairs.
 """
 
 import json
@@ -148,3 +157,141 @@ def test_bad_parameter_exits_2(tmp_path):
     code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(job)], 60)
     assert code == 2
     assert "params.input_format: 'matrix' is not allowed" in err
+
+
+# -- A-B similarity, bounds, sparse rows ---------------------------------------
+
+
+def _reference_ab(A, B, k, same=None, low=None, high=None):
+    """Top-``k`` of ``cosine_similarity(A, B)`` per row of A, ranked as
+    documented; ``same[r]`` is B's row with A's row r's id (excluded), or -1;
+    pairs outside ``[low, high]`` dropped. ``{row: [(col, score), ...]}``."""
+    S = cosine_similarity(A, B)
+    if same is not None:
+        rows = np.flatnonzero(same >= 0)
+        S[rows, same[rows]] = -np.inf
+    if low is not None:
+        S[S < low] = -np.inf
+    if high is not None:
+        S[S > high] = -np.inf
+    index = np.broadcast_to(np.arange(S.shape[1]), S.shape)
+    order = np.lexsort((index, -np.round(S, 12)), axis=-1)[:, :k]
+    scores = np.take_along_axis(S, order, axis=1)
+    return {row: [(int(j), float(s)) for j, s in zip(order[row], scores[row]) if s > -np.inf]
+            for row in range(S.shape[0])}
+
+
+def _check_ab(result, workers, a_ids, b_ids, expected):
+    assert_ok(result)
+    found = {}
+    for worker in range(workers):
+        for line in result.read(f"sim_{worker}").splitlines():
+            item, pairs = line.split("\t")
+            found[item] = [(p.split(":")[0], float(p.split(":")[1]))
+                           for p in pairs.split(",") if p]
+    assert sorted(found) == sorted(a_ids)
+    for row, item in enumerate(a_ids):
+        want = expected[row]
+        assert [n for n, _ in found[item]] == [b_ids[j] for j, _ in want], item
+        np.testing.assert_allclose([s for _, s in found[item]], [s for _, s in want],
+                                   rtol=0, atol=1e-12)
+    assert result.metrics["metrics"]["pairs"] == sum(len(v) for v in expected.values())
+
+
+@pytest.fixture(scope="module")
+def digits_halves(tmp_path_factory):
+    """Digits split in two: A = first half (ids 0..898), B = second half
+    (ids 899..1796) plus copies of A's first 50 rows under A's ids (the
+    same id in both: never its own neighbour, although it scores 1)."""
+    X = load_digits().data
+    half = len(X) // 2
+    A, B = X[:half], np.vstack([X[half:], X[:50]])
+    a_ids = [str(i) for i in range(half)]
+    b_ids = [str(i) for i in range(half, len(X))] + a_ids[:50]
+    folder = tmp_path_factory.mktemp("sim_ab")
+    for name, M, ids in (("a.csv", A, a_ids), ("b.csv", B, b_ids)):
+        (folder / name).write_text("".join(f"{i}," + ",".join(map(repr, row.tolist())) + "\n"
+                                           for i, row in zip(ids, M)))
+    same = np.full(len(A), -1)
+    same[:50] = np.arange(len(X) - half, len(X) - half + 50)
+    return folder, A, B, a_ids, b_ids, same
+
+
+@pytest.mark.parametrize("workers,servers", [(4, 1)])
+def test_ab_digits_equal_sklearn(run_job, digits_halves, workers, servers):
+    """Each digit of the first half against the second half: top-10 exactly
+    as ``cosine_similarity(A, B)`` ranks it, scores within 1e-12."""
+    folder, A, B, a_ids, b_ids, same = digits_halves
+    result = run_job(ALGORITHM, processes=workers + servers, servers=servers,
+                     input=str(folder / "a.csv"),
+                     params={"topk": 10, "input_format": "dense", "block_items": 100,
+                             "reference": str(folder / "b.csv")})
+    _check_ab(result, workers, a_ids, b_ids, _reference_ab(A, B, 10, same))
+    assert result.metrics["metrics"]["reference_items"] == len(B)
+
+
+def test_ab_digits_bounds_equal_sklearn(run_job, digits_halves):
+    """``simbar``/``simubar`` drop pairs outside [0.93, 0.97]: some digits keep
+    fewer than 10 neighbours, some none."""
+    folder, A, B, a_ids, b_ids, same = digits_halves
+    result = run_job(ALGORITHM, processes=3, servers=1, input=str(folder / "a.csv"),
+                     params={"topk": 10, "input_format": "dense", "block_items": 100,
+                             "reference": str(folder / "b.csv"), "simbar": 0.93,
+                             "simubar": 0.97})
+    expected = _reference_ab(A, B, 10, same, 0.93, 0.97)
+    assert any(len(v) == 0 for v in expected.values())
+    assert any(0 < len(v) < 10 for v in expected.values())
+    _check_ab(result, 2, a_ids, b_ids, expected)
+
+
+@pytest.mark.parametrize("input_format", ["sparse", "ratings"])
+def test_sparse_ab_movielens(run_job, movielens, tmp_path, input_format):
+    """A-B on sparse input, features matched by id across the two files.
+    ``sparse``: ``user movie rating`` lines as user rows, users with an even
+    id (A) against users with an odd id (B); ``ratings``: the same lines as
+    movie vectors over users, movies with an even id against odd ones. Each
+    file holds features the other lacks."""
+    path, _, _ = movielens
+    lines = [line.split() for line in open(path).read().splitlines()]
+    column = 0 if input_format == "sparse" else 1  # the id whose vector a line adds to
+    even = [f for f in lines if int(f[column]) % 2 == 0]
+    odd = [f for f in lines if int(f[column]) % 2 == 1]
+    (tmp_path / "a.txt").write_text("".join(" ".join(f) + "\n" for f in even))
+    (tmp_path / "b.txt").write_text("".join(" ".join(f) + "\n" for f in odd))
+    features = sorted({f[1 - column] for f in lines}, key=int)
+    col = {name: j for j, name in enumerate(features)}
+
+    def vectors(part):
+        ids = sorted({f[column] for f in part}, key=int)
+        row = {name: r for r, name in enumerate(ids)}
+        M = np.zeros((len(ids), len(features)))
+        for f in part:
+            M[row[f[column]], col[f[1 - column]]] += float(f[2])
+        return ids, M
+
+    (a_ids, A), (b_ids, B) = vectors(even), vectors(odd)
+    result = run_job(ALGORITHM, processes=3, servers=1, input=str(tmp_path / "a.txt"),
+                     params={"topk": 7, "input_format": input_format, "simbar": 0.1,
+                             "reference": str(tmp_path / "b.txt"), "block_items": 64})
+    _check_ab(result, 2, a_ids, b_ids, _reference_ab(A, B, 7, low=0.1))
+
+
+def test_sparse_rows_within_one_set(run_job, movielens):
+    """``sparse`` without a reference: user-user top-5 over the whole file."""
+    path, ids, M = movielens
+    users = M.T.tocsr()
+    result = run_job(ALGORITHM, processes=3, servers=1, input=path,
+                     params={"topk": 5, "input_format": "sparse"})
+    user_ids = np.array(sorted({l.split()[0] for l in open(path)}, key=int))
+    expected = _reference_ab(users, users, 5, same=np.arange(users.shape[0]))
+    _check_ab(result, 2, list(user_ids), list(user_ids), expected)
+
+
+def test_bounds_in_wrong_order_refused(tmp_path):
+    (tmp_path / "r.txt").write_text("1 1 5\n")
+    job = tmp_path / "bad.json"
+    job.write_text(json.dumps({"algorithm": ALGORITHM, "input": "r.txt",
+                               "params": {"simbar": 0.5, "simubar": 0.2}}))
+    code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(job)], 60)
+    assert code == 2
+    assert "params.simubar" in err

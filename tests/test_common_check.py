@@ -4,8 +4,8 @@ line to :data:`CONFS`.
 
 What it checks, for each algorithm:
 
-* ``--describe`` is complete: a summary, and for every parameter a type, a
-  default (or "required") and a line of help;
+* ``--describe`` is complete: a summary, the input format, and for every
+  parameter a type, a default (or "required") and a line of help;
 * its declared defaults pass its own declarations, and the class builds
   from them (parameters stored in ``__init__`` only);
 * every parameter refuses a value of the wrong type with one message that
@@ -41,8 +41,10 @@ from paracel.run import resolve
 ROOT = os.path.dirname(HERE)
 
 #: Every bundled algorithm and its shipped job file.
-CONFS = {"als": "als.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
-         "mf": "mf.json", "pagerank": "pagerank.json", "sim": "sim.json", "wc": "wc.json"}
+CONFS = {"adjust_ktop": "adjust_ktop.json", "als": "als.json", "dtr": "dtr.json",
+         "fm": "fm.json", "kmeans": "kmeans.json", "lda": "lda.json", "lr": "lr.json",
+         "mf": "mf.json", "pagerank": "pagerank.json", "recommend": "recommend.json",
+         "sim": "sim.json", "svd": "svd.json", "wc": "wc.json"}
 
 
 def test_every_bundled_algorithm_is_checked():
@@ -52,11 +54,20 @@ def test_every_bundled_algorithm_is_checked():
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_describe_is_complete(name):
     cls = resolve(name)
-    assert cls.summary.strip()
+    assert cls.summary.strip() and cls.reads.strip(), f"{name}: summary and reads"
     text = cls.describe()
+    assert "\ninput:\n" in text
     for param_name, param in cls.parameters.items():
         assert param.help.strip(), f"{name}.{param_name} has no help"
         assert f"  {param_name} ({param.describe_type()}, default " in text
+
+
+def required_from_conf(name, cls):
+    """The values the shipped job file gives the required parameters (e.g.
+    recommend's model)."""
+    job = config.load(os.path.join(ROOT, "conf", CONFS[name]))
+    return {key: job.params[key] for key, param in cls.parameters.items()
+            if param.default is config.REQUIRED}
 
 
 @pytest.mark.parametrize("name", sorted(CONFS))
@@ -64,6 +75,7 @@ def test_defaults_pass_the_declarations_and_build(name):
     cls = resolve(name)
     defaults = {key: param.default for key, param in cls.parameters.items()
                 if param.default is not config.REQUIRED}
+    defaults.update(required_from_conf(name, cls))
     assert config.check_params(defaults, cls.parameters) == defaults
     algorithm = cls(**defaults)
     assert algorithm.get_params() == defaults
@@ -78,9 +90,10 @@ def wrong_value(param):
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_every_parameter_refuses_the_wrong_type_naming_it(name):
     cls = resolve(name)
+    required = required_from_conf(name, cls)
     for param_name, param in cls.parameters.items():
         with pytest.raises(ConfigError, match=rf"^params\.{param_name}: "):
-            config.check_params({param_name: wrong_value(param)}, cls.parameters)
+            config.check_params({**required, param_name: wrong_value(param)}, cls.parameters)
 
 
 @pytest.mark.parametrize("name", sorted(CONFS))
@@ -108,7 +121,10 @@ def test_runs_with_any_number_of_workers_and_servers(tmp_path, name, workers, se
     job.update({**case.job, "processes": workers + servers, "servers": servers,
                 "input": os.path.normpath(os.path.join(ROOT, "conf", job["input"])),
                 "output": str(tmp_path / "out"),
-                "params": {**job.get("params", {}), **case.params}})
+                # path parameters (e.g. recommend's model) stay relative to conf/
+                "params": config.resolve_param_paths({**job.get("params", {}), **case.params},
+                                                     resolve(name).parameters,
+                                                     os.path.join(ROOT, "conf"))})
     path = tmp_path / "job.json"
     path.write_text(json.dumps(job))
     code, _, err, _ = run_command([sys.executable, "-m", "paracel.run", str(path)], 120)

@@ -10,6 +10,7 @@ import re
 import pytest
 
 from conftest import HERE
+from paracel import config
 from paracel.algorithms import BUNDLED
 from paracel.run import resolve
 
@@ -33,7 +34,9 @@ def documented_defaults(name):
 
 def same_default(written, declared):
     """Whether the table's default is the declared one (numbers compared as
-    numbers: ``1e-4`` is ``0.0001``)."""
+    numbers: ``1e-4`` is ``0.0001``; a required parameter says "required")."""
+    if declared is config.REQUIRED:
+        return written == "required"
     if isinstance(declared, str):
         return written == declared
     try:

@@ -6,9 +6,11 @@ sequential replay of Tsuruoka et al.'s rule, and its key property: noise
 around zero does not keep a weight alive.
 """
 
+import json
+
 import numpy as np
-import scipy.sparse as sp
 import pytest
+import scipy.sparse as sp
 
 from paracel.algorithms import lr
 from paracel.server.updates import lookup
@@ -79,7 +81,7 @@ def test_bad_row_update_is_a_user_error():
 
 # -- the methods' kernels, without MPI ------------------------------------------
 
-from paracel.algorithms import gd, lr_data, sgd  # noqa: E402
+from paracel.algorithms import downpour, ftrl, gd, ipm, lbfgs, lr_data, sgd  # noqa: E402
 
 
 def test_schedule_divides_eta_by_the_workers_and_finds_the_reference_pass():
@@ -220,11 +222,16 @@ def test_bad_labels_are_data_errors(seen):
 
 
 def test_every_method_restores_its_progress():
-    assert sorted(lr.METHODS) == ["ftrl", "gd", "lbfgs", "sgd"]
+    assert sorted(lr.METHODS) == ["downpour", "ftrl", "gd", "ipm", "lbfgs", "sgd"]
     fresh = {"sgd": sgd.SGDProgress(epoch=2, objectives=[1.0]),
              "gd": gd.GDProgress(x_b=1.0, y_b=2.0, found=gd.BlockSums(0.0, 1.0, 2.0)),
-             "ftrl": lr.ftrl.Progress(epoch=1, batch=3),
-             "lbfgs": lr.lbfgs.Progress(memory=2)}
+             "ftrl": ftrl.Progress(epoch=1, batch=3),
+             "lbfgs": lbfgs.Progress(memory=2),
+             "ipm": ipm.Progress(rng={"a": 1}),
+             "downpour": downpour.Progress(epoch=1, replica=downpour.Replica(3))}
+    def plain(state):
+        return json.dumps(state, default=lambda value: value.tolist(), sort_keys=True)
+
     for name, progress in fresh.items():
         back = lr.METHODS[name].progress.from_state(progress.state())
-        assert back.state() == progress.state()
+        assert plain(back.state()) == plain(progress.state())

@@ -43,3 +43,12 @@ def test_update_function_that_never_returns_is_stopped(run_job, tmp_path):
     assert result.seconds < 40
     assert ("update function 'never_returns' on key 'k' did not return within 3 s "
             "(job key request_timeout)") in result.stderr, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("how", ["alone", "alone_save"])
+def test_a_collective_called_by_one_worker_only_is_reported(run_job, tmp_path, how):
+    result = hang(run_job, tmp_path, how)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.seconds < 40
+    assert "worker 0 waits in sync()" in result.stderr, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "MPI_ERR" not in result.stderr

@@ -84,6 +84,7 @@ def test_ctrl_c_ends_the_job_with_130(tmp_path):
     code, err, seconds = finish(process)
     assert code == 130
     assert seconds < 20
+    assert "Errorcode" not in err and "MPI_ABORT" not in err, err   # one line, no MPI box
     time.sleep(0.5)
     assert not [pid for pid in pids.values() if alive(pid)]
 

@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 
 from conftest import HERE, run_command
+from paracel import config
 from paracel.algorithms import BUNDLED
+from paracel.run import resolve
 
 pytestmark = pytest.mark.mpi
 
@@ -92,10 +94,41 @@ CASES = {
     # lr's FTRL on one worker (two apply their pushes in arrival order, as SGD)
     "lr-ftrl": Case("lr.json", params={"method": "ftrl", "epochs": 2, "batch_size": 100},
                     job={"staleness": 0, "processes": 3}),
+    # lr's Downpour SGD on one worker (two add their pushes in arrival order):
+    # the replica (local copy, update not pushed yet) is in the worker's state;
+    # n_fetch 3 and n_push 2 put fetches and pushes at every kind of clock
+    "lr-downpour": Case("lr.json", params={"method": "downpour", "penalty": "l2",
+                                           "epochs": 2, "batch_size": 100, "n_fetch": 3,
+                                           "n_push": 2},
+                        job={"staleness": 0, "processes": 3}),
+    # lr's iterative parameter mixing on two workers: bitwise (the servers mix
+    # the workers' changes in worker order)
+    "lr-ipm": Case("lr.json", params={"method": "ipm", "penalty": "l2", "epochs": 6}),
     # mf: an even number of clocks (6 epochs of 5), so the "end" kill resumes
     # from the checkpoint of the last evaluation clock, before its report.
     "mf": Case("mf.json", params={"epochs": 6}),
+    # fm on one worker (two apply their pushes in arrival order, as lr's ftrl):
+    # 3 passes of 40 batches, held-out scores at each pass's end
+    "fm": Case("fm.json", params={"epochs": 3, "test": os.path.join(CONF, "..", "data", "fm",
+                                                                    "test.svm")},
+               job={"staleness": 0, "processes": 2}),
     "als": Case("als.json", params={"iterations": 4, "lambdas": [0.03, 0.3]}),
+    # adjust_ktop: one clock (the pushes); a kill after it or at the end
+    # resumes into the size search, which only reads the servers
+    "adjust_ktop": Case("adjust_ktop.json"),
+    # dtr: 2 + 2 trees x 2 levels = 6 clocks. The servers add each level's
+    # statistics in the order the two workers' pushes arrive, so the means
+    # of two uninterrupted runs can differ in the last bits (the questions
+    # cannot, short of costs equal to 12 decimals)
+    "dtr": Case("dtr.json", rtol=1e-12, atol=1e-12),
+    # recommend: one clock (the item factors loaded onto the servers), then
+    # scoring that only reads: bitwise
+    "recommend": Case("recommend.json"),
+    # svd: the servers add the workers' A^T A V pushes in arrival order, so
+    # two uninterrupted runs differ in the last bits (the Gram sums and the
+    # final QR are in worker order); a fixed number of iterations (tol 0) so
+    # a kill cannot move the stopping point
+    "svd": Case("svd.json", params={"iterations": 8, "tol": 0.0}, rtol=1e-9, atol=1e-12),
 }
 
 
@@ -117,6 +150,8 @@ def write_job(tmp_path, name, case, every=2):
     job["input"] = os.path.normpath(os.path.join(CONF, job["input"]))
     job.update(case.job)
     job["params"] = {**job.get("params", {}), **case.params}
+    job["params"] = config.resolve_param_paths(job["params"], resolve(job["algorithm"]).parameters,
+                                               CONF)
     job["output"] = str(tmp_path / f"{name}-out")
     job["checkpoint"] = {"dir": str(tmp_path / f"{name}-ckpt"), "every": every, "keep": 2}
     job["modules"] = [*job.get("modules", []), "kill_at"]
@@ -220,8 +255,8 @@ def h5_contents(path):
 
         def visit(name, node):
             found.update({f"{name}@{key}": _plain(value) for key, value in node.attrs.items()})
-            if isinstance(node, h5py.Dataset):
-                found[name] = node[...]
+            if isinstance(node, h5py.Dataset):  # text (ids) as lists, compared equal
+                found[name] = node[...] if node.dtype.kind in "iufcb" else node[...].tolist()
         handle.visititems(visit)
     return found
 

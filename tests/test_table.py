@@ -126,3 +126,14 @@ def test_quoted_csv_fields_may_hold_commas(tmp_path):
                                layout=Layout(True, {"user": "userId", "item": "movieId",
                                                     "rating": "rating"}))
     assert table.matrix().toarray().tolist() == [[0.0, 2.5], [4.0, 0.0]]
+
+
+def test_matrix_market_entries_follow_the_bad_line_rule(tmp_path):
+    from paracel.io import mtx
+
+    path = _write(tmp_path, "m.mtx", "%%MatrixMarket matrix coordinate real general\n"
+                                     "3 3 3\n1 1 2.0\n9 9 1.0\n3 2 x\n2 3 4.0\n")
+    with pytest.raises(DataError, match=r"m\.mtx:4: entry \(9, 9\) is outside the 3 x 3"):
+        mtx.load(path, 0, 1)
+    matrix, skipped = mtx.load(path, 0, 1, skip=True)
+    assert skipped == 2 and matrix.toarray().tolist() == [[2, 0, 0], [0, 0, 4], [0, 0, 0]]
