@@ -17,7 +17,7 @@ from paracel.algorithms.sgd import SGD, SGDProgress
 
 
 class Fit(NamedTuple):
-    """What training a row-table model (lbfgs, ftrl) ended with."""
+    """What training a row-table model (lbfgs, ftrl, downpour, ipm) ended with."""
 
     bias: float
     epochs: int
