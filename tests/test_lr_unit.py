@@ -7,8 +7,8 @@ around zero does not keep a weight alive.
 """
 
 import numpy as np
-import scipy.sparse as sp
 import pytest
+import scipy.sparse as sp
 
 from paracel.algorithms import lr
 from paracel.server.updates import lookup
