@@ -21,22 +21,25 @@ the servers' weights plus this worker's update not pushed yet (the servers
 cannot have it), so no update is lost locally either.
 
 Steps are ``eta / W`` for each of the ``W`` workers, with ``lr``'s SGD
-schedule over this worker's passes (see :mod:`paracel.algorithms.lr`): the
+schedule over this worker's passes (:class:`sgd.Schedule`): the
 ``W`` workers' pushes add up on the servers, so together they make about
 one step ``eta`` per round. Each worker makes ``epochs`` passes of the same
 number of batches (one clock each, under SSP); at the end every worker
 pushes what it still has, and the model is the servers'.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import expit
 
+from paracel.algorithms.gd import prox
 from paracel.algorithms.logistic import log_losses, penalty_value
 
 #: The intercept's id: the one LIBSVM indices never take.
 INTERCEPT = np.uint64(2**64 - 1)
+#: Examples per batch without ``batch_size``.
+BATCH_SIZE = 32
 
 
 class Replica:
@@ -90,8 +93,6 @@ def sgd_delta(X, y, weights, bias, eta, lam, penalty, fit_intercept):
 
     ``X`` is the batch over the copy's features, ``y`` its 0/1 labels, the
     gradient the batch's mean log-loss gradient."""
-    from paracel.algorithms.lr import prox
-
     z = X @ weights + bias
     residual = (expit(z) - y) / max(y.size, 1)
     moved = weights - eta * (X.T @ residual)
@@ -110,10 +111,16 @@ class Progress:
     loss_sum: float = 0.0   # the pass's summed batch log-loss so far
     seen: int = 0           # the examples it covers
     shuffle_rng: dict = None  # the generator's state before the pass's shuffle
-    replica: dict = None    # Replica.state()
+    replica: Replica = None  # the local copy and its update not pushed yet
 
     def state(self):
-        return asdict(self)
+        plain = {f.name: getattr(self, f.name) for f in fields(self)}
+        plain["replica"] = self.replica.state()
+        return plain
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(**{**state, "replica": Replica.from_state(state["replica"])})
 
 
 class Learner:
@@ -122,50 +129,51 @@ class Learner:
     Parameters
     ----------
     algorithm : algorithms.lr.LogisticRegression
-        The job's algorithm (data ``Xc_``, ``y_``, ``ids_``, parameters).
+        The job's algorithm (parameters, store).
+    share : algorithms.lr_data.Share
+        This worker's examples, over the feature ids they use.
     table : paracel.rows.RowTable
         Width 1, keyed by feature id.
+    schedule : algorithms.sgd.Schedule
+        The step sizes.
     """
 
-    def __init__(self, algorithm, table):
+    def __init__(self, algorithm, share, table, schedule):
         self.lr = algorithm
+        self.share = share
         self.table = table
-        self.ids = np.append(algorithm.ids_, INTERCEPT)
-        self.batches = max(1, int(max(-(-int(size) // algorithm.batch_size_)
-                                      for size in algorithm.sizes_)))
+        self.schedule = schedule
+        self.ids = np.append(share.ids, INTERCEPT)
+        batch_size = algorithm.batch_size or BATCH_SIZE
+        self.batches = max(1, int(max(-(-int(size) // batch_size) for size in share.sizes)))
 
     def start(self):
         """The table's first rows (zeros, or ``init_model``'s weights) and a
         fresh replica; collective (a barrier after the writes)."""
         lr = self.lr
-        weights, bias = np.zeros(lr.ids_.size), 0.0
-        if lr.init_model is not None:
-            weights, bias = lr._init_weights(lr.ids_)
-        if not lr.fit_intercept:
-            bias = 0.0
+        weights, bias = start_weights(lr, self.share)
         self.table.push(self.ids, np.append(weights, bias)[:, None], fn="replace")
         lr.sync()
-        return Progress(batch=self.batches, replica=Replica(self.ids.size).state())
+        return Progress(batch=self.batches, replica=Replica(self.ids.size))
 
     def shuffle(self, progress, rng):
         """The current pass's batches (positions in the share); the
         generator's state before the shuffle is kept."""
         progress.shuffle_rng = rng.bit_generator.state
-        return np.array_split(rng.permutation(self.lr.Xc_.shape[0]), self.batches)
+        return np.array_split(rng.permutation(self.share.X.shape[0]), self.batches)
 
     def step(self, progress, replica, batch):
         """One step: fetch first if due, a local step, push after if due;
         the batch's summed log-loss."""
-        lr = self.lr
+        lr, share = self.lr, self.share
         if progress.steps % lr.n_fetch == 0:
             replica.fetch(self.table.pull(self.ids, columns=[0])[:, 0])
         loss = 0.0
         if batch.size:
-            eta = lr._step_size(progress.epoch - 1 + progress.batch / self.batches)
-            X = lr.Xc_[batch]
-            change, change_b, loss = sgd_delta(X, lr.y_[batch], replica.local[:-1],
-                                               replica.local[-1], eta, lr.lam_, lr.penalty,
-                                               lr.fit_intercept)
+            eta = self.schedule.step_size(progress.epoch - 1 + progress.batch / self.batches)
+            change, change_b, loss = sgd_delta(share.X[batch], share.y[batch],
+                                               replica.local[:-1], replica.local[-1], eta,
+                                               share.lam, lr.penalty, lr.fit_intercept)
             replica.apply(np.append(change, change_b))
         progress.steps += 1
         if progress.steps % lr.n_push == 0:
@@ -193,12 +201,32 @@ class Learner:
 
 
 
-def default_eta0(algorithm):
+def default_eta0(algorithm, share):
     """``lr``'s SGD step ``eta0`` for its sparse share (collective):
     ``learning_rate``, or ``10 / L`` with ``L = (mean ||x_i||^2 + 1) / 4``."""
     if algorithm.learning_rate is not None:
         return algorithm.learning_rate
-    squares = float(algorithm.Xc_.multiply(algorithm.Xc_).sum())
+    squares = float(share.X.multiply(share.X).sum())
     total = float(algorithm.sum_over_workers(np.array([squares]))[0])
-    curvature = (total + algorithm.n_ * algorithm.fit_intercept) / (4.0 * algorithm.n_)
+    curvature = (total + share.n * algorithm.fit_intercept) / (4.0 * share.n)
     return 10.0 / (curvature if curvature > 0 else 0.25)
+
+
+def schedule(algorithm, share):
+    """The :class:`sgd.Schedule` of ``lr``'s SGD from :func:`default_eta0`
+    (collective)."""
+    from paracel.algorithms.sgd import Schedule
+
+    return Schedule(default_eta0(algorithm, share), algorithm.lr_schedule,
+                    algorithm.lr_decay, algorithm.num_workers)
+
+
+def start_weights(algorithm, share):
+    """The starting weights of the share's features and the intercept:
+    zeros, or ``init_model``'s."""
+    from paracel.algorithms.lr_data import init_weights
+
+    weights, bias = np.zeros(share.ids.size), 0.0
+    if algorithm.init_model is not None:
+        weights, bias = init_weights(algorithm.init_model, share.ids, algorithm.fit_intercept)
+    return weights, (bias if algorithm.fit_intercept else 0.0)

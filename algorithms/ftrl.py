@@ -25,12 +25,18 @@ import numpy as np
 
 import paracel
 from paracel.algorithms.logistic import log_losses, residuals
+from paracel.algorithms.lr_data import local_columns
 
 Z, N, W, FREE = range(4)
 #: Columns of the table.
 WIDTH = 4
 #: The intercept's id: the one LIBSVM indices never take.
 INTERCEPT = np.uint64(2**64 - 1)
+#: Examples per batch without ``batch_size``.
+BATCH_SIZE = 1024
+#: alpha without ``learning_rate``, and beta.
+ALPHA = 0.5
+BETA = 1.0
 
 
 def weights(z, n, alpha, beta, l1, l2):
@@ -83,6 +89,10 @@ class Progress:
     def state(self):
         return asdict(self)
 
+    @classmethod
+    def from_state(cls, state):
+        return cls(**state)
+
 
 class Learner:
     """FTRL-Proximal over one ``lr`` job's share.
@@ -90,21 +100,43 @@ class Learner:
     Parameters
     ----------
     algorithm : algorithms.lr.LogisticRegression
-        The job's algorithm (data, parameters, store).
+        The job's algorithm (parameters, store).
+    share : algorithms.lr_data.Share
+        This worker's examples, over the feature ids they use.
     table : paracel.rows.RowTable
         ``WIDTH`` columns, keyed by feature id.
     alpha, beta : float
         FTRL's learning-rate parameters.
     """
 
-    def __init__(self, algorithm, table, alpha, beta):
+    def __init__(self, algorithm, share, table, alpha, beta):
         self.lr = algorithm
+        self.share = share
         self.table = table
         self.alpha, self.beta = alpha, beta
-        rows = algorithm.Xc_.shape[0]
-        self.batches = max(1, int(max(-(-int(size) // algorithm.batch_size_)
-                                      for size in algorithm.sizes_)))
-        self.rows = rows
+        batch_size = algorithm.batch_size or BATCH_SIZE
+        self.batches = max(1, int(max(-(-int(size) // batch_size) for size in share.sizes)))
+
+    def warm_start(self, weights, bias):
+        """Rows of this share's features (and the intercept) whose weights
+        are ``weights`` and ``bias`` (``z`` chosen so that FTRL's closed form
+        gives them with ``n = 0``); before clock 1."""
+        alpha, beta = self.alpha, self.beta
+        l1, l2 = self.penalties(1.0)
+        z = -weights * (beta / alpha + l2) - np.sign(weights) * l1
+        rows = np.column_stack([z, np.zeros_like(z), weights, np.zeros_like(z)])
+        ids = self.share.ids
+        if self.lr.fit_intercept:
+            ids = np.append(ids, INTERCEPT)
+            rows = np.vstack([rows, [-bias * beta / alpha, 0.0, bias, 1.0]])
+        self.table.push(ids, rows, fn="replace")
+        self.lr.sync()
+
+    def bias(self):
+        """The intercept's current weight (0 without one)."""
+        if not self.lr.fit_intercept:
+            return 0.0
+        return float(self.table.pull([INTERCEPT], columns=[W])[0, 0])
 
     def penalties(self, passes):
         """``(l1, l2)`` after ``passes`` passes over the data."""
@@ -117,18 +149,16 @@ class Learner:
         generator's state before the shuffle is kept, so a resumed job
         draws the same pass."""
         progress.shuffle_rng = rng.bit_generator.state
-        return np.array_split(rng.permutation(self.rows), self.batches)
+        return np.array_split(rng.permutation(self.share.X.shape[0]), self.batches)
 
     def step(self, progress, batch):
         """One mini-batch: pull its weights, push its gradient; the batch's
         summed log-loss before the step."""
-        lr = self.lr
-        X = lr.Xc_[batch]
-        used, local = np.unique(X.indices, return_inverse=True)
-        X = type(X)((X.data, local, X.indptr), shape=(X.shape[0], used.size))
-        ids = np.append(lr.ids_[used], INTERCEPT)
+        lr, share = self.lr, self.share
+        used, X = local_columns(share.X[batch])
+        ids = np.append(share.ids[used], INTERCEPT)
         pulled = self.table.pull(ids, columns=[W])[:, 0]
-        y = lr.y_[batch]
+        y = share.y[batch]
         z = X @ pulled[:-1] + (pulled[-1] if lr.fit_intercept else 0.0)
         residual = residuals(z, y)
         deltas = np.zeros((ids.size, 2))

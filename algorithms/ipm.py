@@ -26,10 +26,12 @@ gradient of the batch, then the penalty's proximal map (step ``eta / (C
 n)``) on every weight of the local copy.
 """
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
 import paracel
-from paracel.algorithms.downpour import INTERCEPT, sgd_delta
+from paracel.algorithms.downpour import BATCH_SIZE, INTERCEPT, sgd_delta, start_weights
 from paracel.algorithms.logistic import penalty_value
 
 
@@ -43,32 +45,49 @@ def mix(values, params):
         values[:, 1 + k] = 0.0
 
 
+@dataclass
+class Progress:
+    """What a worker carries between two epochs (its checkpoint state): its
+    generator's state (epoch ``e`` is clock ``e``, the model on the servers)."""
+
+    rng: dict = None
+
+    def state(self):
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state):
+        return cls(**state)
+
+
 class Learner:
     """Iterative parameter mixing over one ``lr`` job's share.
 
     Parameters
     ----------
     algorithm : algorithms.lr.LogisticRegression
-        The job's algorithm (data ``Xc_``, ``y_``, ``ids_``, parameters).
+        The job's algorithm (parameters, store).
+    share : algorithms.lr_data.Share
+        This worker's examples, over the feature ids they use.
     table : paracel.rows.RowTable
         Width ``W + 1``, keyed by feature id.
+    schedule : algorithms.sgd.Schedule
+        ``lr``'s SGD step sizes (whose ``1 / W`` this method leaves out).
     """
 
-    def __init__(self, algorithm, table):
+    def __init__(self, algorithm, share, table, schedule):
         self.lr = algorithm
+        self.share = share
         self.table = table
-        self.ids = np.append(algorithm.ids_, INTERCEPT)
-        self.batches = max(1, -(-algorithm.Xc_.shape[0] // algorithm.batch_size_))
-        self.weights = tuple(float(size) / algorithm.n_ for size in algorithm.sizes_)
+        self.schedule = schedule
+        self.ids = np.append(share.ids, INTERCEPT)
+        self.batches = max(1, -(-share.X.shape[0] // (algorithm.batch_size or BATCH_SIZE)))
+        self.weights = tuple(float(size) / share.n for size in share.sizes)
 
     def start(self):
         """The table's first weights (zeros, or ``init_model``'s); collective."""
         lr = self.lr
-        weights, bias = np.zeros(lr.ids_.size), 0.0
-        if lr.init_model is not None:
-            weights, bias = lr._init_weights(lr.ids_)
-        if not lr.fit_intercept:
-            bias = 0.0
+        weights, bias = start_weights(lr, self.share)
         self.table.push(self.ids, np.append(weights, bias)[:, None], fn="replace",
                         columns=[0])
         lr.sync()
@@ -76,18 +95,19 @@ class Learner:
     def epoch(self, rng):
         """One epoch (collective): local SGD from the current model, write
         the change, mix. Returns this share's summed batch log-loss."""
-        lr = self.lr
+        lr, share = self.lr, self.share
         start = self.table.pull(self.ids, columns=[0])[:, 0]
         local = start.copy()
-        eta = lr._step_size(lr.clock) * lr.num_workers     # lr's step, without the 1 / W
+        # lr's step, without the 1 / W
+        eta = self.schedule.step_size(lr.clock) * lr.num_workers
         loss = 0.0
-        for batch in np.array_split(rng.permutation(lr.Xc_.shape[0]), self.batches):
+        for batch in np.array_split(rng.permutation(share.X.shape[0]), self.batches):
             if not batch.size:
                 continue
             batch = np.sort(batch)
-            change, change_b, batch_loss = sgd_delta(lr.Xc_[batch], lr.y_[batch], local[:-1],
-                                                     local[-1], eta, lr.lam_, lr.penalty,
-                                                     lr.fit_intercept)
+            change, change_b, batch_loss = sgd_delta(share.X[batch], share.y[batch],
+                                                     local[:-1], local[-1], eta, share.lam,
+                                                     lr.penalty, lr.fit_intercept)
             local[:-1] += change
             local[-1] += change_b
             loss += batch_loss

@@ -314,6 +314,10 @@ class Progress:
             plain[key] = getattr(self, key).tolist()
         return plain
 
+    @classmethod
+    def from_state(cls, state):
+        return cls(**state)
+
     def basis_intercepts(self):
         """The intercept's coordinate of ``S[0..m-1], Y[0..m-1], P``."""
         return np.concatenate([self.pairs[0], self.pairs[1], [self.intercept[P]]])
@@ -325,52 +329,56 @@ class Solver:
     Parameters
     ----------
     algorithm : algorithms.lr.LogisticRegression
-        The job's algorithm (the store, the data and the parameters).
+        The job's algorithm (the store and the parameters).
+    share : algorithms.lr_data.Share
+        This worker's examples, over the feature ids they use.
     table : paracel.rows.RowTable
         The table of :func:`width` columns holding the features' rows.
     memory : int
         Pairs kept (``m``).
     """
 
-    def __init__(self, algorithm, table, memory):
+    def __init__(self, algorithm, share, table, memory):
         self.lr = algorithm
+        self.share = share
         self.table = table
         self.memory = memory
         self.l1 = algorithm.penalty == "l1"
-        self.lam = algorithm.lam_
+        self.lam = share.lam
 
     # -- one worker's share -----------------------------------------------
 
     def _share_gradient(self, z):
         """Push this share's gradient of the mean log-loss at margins ``z``
         into its column; the intercept's part and the summed log-loss."""
-        lr = self.lr
-        residual = residuals(z, lr.y_) / lr.n_
-        column = HISTORY + 2 * self.memory + lr.worker_id
-        self.table.push(lr.ids_, (lr.Xc_.T @ residual)[:, None], fn="replace",
+        share = self.share
+        residual = residuals(z, share.y) / share.n
+        column = HISTORY + 2 * self.memory + self.lr.worker_id
+        self.table.push(share.ids, (share.X.T @ residual)[:, None], fn="replace",
                         columns=[column])
-        return float(residual.sum()), float(log_losses(z, lr.y_).sum())
+        return float(residual.sum()), float(log_losses(z, share.y).sum())
 
     def _margins(self, progress):
         """``(X x + b, X d + d_b, x, d, pseudo)`` of this share at the current
         point and direction (one pull)."""
-        lr = self.lr
-        pulled = self.table.pull(lr.ids_, columns=[X, D, P] if self.l1 else [X, D])
+        share = self.share
+        pulled = self.table.pull(share.ids, columns=[X, D, P] if self.l1 else [X, D])
         x, d = pulled[:, 0], pulled[:, 1]
         pseudo = pulled[:, 2] if self.l1 else None
-        return (lr.Xc_ @ x + progress.intercept[X], lr.Xc_ @ d + progress.intercept[D],
+        return (share.X @ x + progress.intercept[X], share.X @ d + progress.intercept[D],
                 x, d, pseudo)
 
     # -- the iterations ------------------------------------------------------
 
-    def start(self):
-        """The gradient at the starting point (a fresh job's, before clock 1)
-        and the first direction; returns the progress."""
-        lr = self.lr
+    def start(self, intercept=0.0):
+        """The gradient at the starting point (the weights in the table and
+        ``intercept``; a fresh job's, before clock 1) and the first
+        direction; returns the progress."""
+        lr, share = self.lr, self.share
         progress = Progress(memory=self.memory)
-        progress.intercept[X] = lr.start_intercept_
-        pulled = self.table.pull(lr.ids_, columns=[X])[:, 0]
-        intercept_grad, loss = self._share_gradient(lr.Xc_ @ pulled + progress.intercept[X])
+        progress.intercept[X] = intercept
+        pulled = self.table.pull(share.ids, columns=[X])[:, 0]
+        intercept_grad, loss = self._share_gradient(share.X @ pulled + progress.intercept[X])
         lr.sync()
         found = None
         if lr.worker_id == 0:
@@ -381,14 +389,14 @@ class Solver:
         progress.intercept[G] = progress.intercept[P] = intercept_grad if lr.fit_intercept \
             else 0.0
         self._take(progress, found, new_slot=None)
-        progress.objective = loss / lr.n_ + self.lam * progress.penalty
+        progress.objective = loss / share.n + self.lam * progress.penalty
         self._direction(progress)
         return progress
 
     def iteration(self, progress):
         """One iteration: a line search along ``D``, the step, the next
         direction; sets ``converged`` or ``failed`` when it stops."""
-        lr = self.lr
+        lr, share = self.lr, self.share
         z, zd, x, d, pseudo = self._margins(progress)
         size, loss, intercept_grad = self._line_search(progress, z, zd, x, d, pseudo)
         if size == 0.0:
@@ -396,7 +404,7 @@ class Solver:
             return
         if self.l1:
             moved = orthant_step(x, d, pseudo, size)
-            margins = lr.Xc_ @ moved + progress.intercept[X] + size * progress.intercept[D]
+            margins = share.X @ moved + progress.intercept[X] + size * progress.intercept[D]
         else:
             margins = z + size * zd
         intercept_grad, _ = self._share_gradient(margins)
@@ -415,18 +423,18 @@ class Solver:
         progress.pairs[:, slot] = [progress.intercept[X] - old[X],
                                    progress.intercept[G] - old[G]]
         self._take(progress, totals[1:], new_slot=slot)
-        progress.objective = loss / lr.n_ + self.lam * progress.penalty
+        progress.objective = loss / share.n + self.lam * progress.penalty
         progress.iterations += 1
         change = (previous - progress.objective) / max(abs(previous), abs(progress.objective),
                                                        1.0)
-        progress.converged = progress.largest <= lr.tol_ or change <= FTOL
+        progress.converged = progress.largest <= (lr.tol or 0.0) or change <= FTOL
         if not progress.converged:
             self._direction(progress)
 
     def _line_search(self, progress, z, zd, x, d, pseudo):
         """The accepted step, with the summed log-loss and the intercept's
         gradient share there (the step is 0 if none descends)."""
-        lr = self.lr
+        share = self.share
         slope0 = progress.slope + progress.intercept[P] * progress.intercept[D]
         # the first step is 1 / ||d|| (d = -P then), later 1: L-BFGS's d is scaled
         first = 1.0 if progress.order else 1.0 / max(
@@ -437,14 +445,14 @@ class Solver:
         size = search.step
         while True:
             margins = z + size * zd
-            residual = residuals(margins, lr.y_)
-            local = [float(log_losses(margins, lr.y_).sum()), float(residual @ zd),
+            residual = residuals(margins, share.y)
+            local = [float(log_losses(margins, share.y).sum()), float(residual @ zd),
                      float(residual.sum())]
             loss, slope, intercept_grad = self._share(None, local, 0)
             quadratic = progress.penalty * 2.0
-            value = loss / lr.n_ + 0.5 * self.lam * (quadratic + 2 * size * progress.x_dot_d
+            value = loss / share.n + 0.5 * self.lam * (quadratic + 2 * size * progress.x_dot_d
                                                        + size * size * progress.d_dot_d)
-            derivative = slope / lr.n_ + self.lam * (progress.x_dot_d + size * progress.d_dot_d)
+            derivative = slope / share.n + self.lam * (progress.x_dot_d + size * progress.d_dot_d)
             following = search.tell(value, derivative)
             if following is None:
                 break
@@ -455,8 +463,8 @@ class Solver:
 
     def _evaluate(self, size, z, zd, progress):
         margins = z + size * zd
-        local = [float(log_losses(margins, self.lr.y_).sum()),
-                 float((residuals(margins, self.lr.y_)).sum())]
+        local = [float(log_losses(margins, self.share.y).sum()),
+                 float((residuals(margins, self.share.y)).sum())]
         loss, intercept_grad = self._share(None, local, 0)
         return size, loss, intercept_grad
 
@@ -464,18 +472,18 @@ class Solver:
         """OWL-QN's backtracking along the projected path: halve the step
         until the objective falls by ``1e-4`` times the decrease the
         pseudo-gradient predicts."""
-        lr = self.lr
+        lr, share = self.lr, self.share
         for _ in range(40):
             moved = orthant_step(x, d, pseudo, size)
-            margins = lr.Xc_ @ moved + progress.intercept[X] + size * progress.intercept[D]
+            margins = share.X @ moved + progress.intercept[X] + size * progress.intercept[D]
             found = None
             if lr.worker_id == 0:
                 found = self.table.map("lr_lbfgs_l1_trial", (size,))
-            local = [float(log_losses(margins, lr.y_).sum()),
-                     float((residuals(margins, lr.y_)).sum())]
+            local = [float(log_losses(margins, share.y).sum()),
+                     float((residuals(margins, share.y)).sum())]
             loss, intercept_grad, l1, predicted = self._share(found, local, 2)
             predicted += progress.intercept[P] * size * progress.intercept[D]
-            value = loss / lr.n_ + self.lam * l1
+            value = loss / share.n + self.lam * l1
             if value <= progress.objective + 1e-4 * predicted:
                 return size, loss, intercept_grad
             size *= 0.5
