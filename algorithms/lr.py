@@ -133,8 +133,8 @@ class ModelSums(NamedTuple):
 class LogisticRegression(paracel.Algorithm):
     """Binary logistic regression, L2/L1/no penalty, by SGD under SSP or by GD."""
 
-    summary = ("binary logistic regression (L2/L1) on LIBSVM data: SGD under SSP "
-               "or accelerated full-batch GD")
+    summary = ("binary logistic regression (L2/L1) on LIBSVM data: L-BFGS/OWL-QN, FTRL, "
+               "Downpour, parameter mixing, SGD under SSP or accelerated GD")
     reads = ('LIBSVM lines: "label index:value ..." (labels +1/-1 or 1/0; indices 0- or 1-based, '
              'detected; ids up to 2**64-2 for the id-keyed methods)')
     parameters = {
@@ -292,7 +292,7 @@ class LogisticRegression(paracel.Algorithm):
         log_loss = totals.loss / share.n
         self.save_model("model.h5", [w, intercept], method=self.method,
                         penalty=self.penalty, C=self.C, fit_intercept=self.fit_intercept,
-                        n_features=w.shape[0], examples=share.n)
+                        n_features=w.shape[0], examples=share.n, zero_based=self.zero_based_)
         self.dump("w_", [(start + i, repr(float(v)))
                          for b, value in zip(mine, blocks)
                          for start in [w.block_range(b)[0]]
@@ -350,6 +350,16 @@ class LogisticRegression(paracel.Algorithm):
         return {**metrics, **self.heldout(share, weights_of, fit.bias)}
 
     # -- every method ----------------------------------------------------------
+
+    @classmethod
+    def apply_model(cls, worker, model):
+        """Score ``worker``'s share of LIBSVM rows with a saved model
+        (``predict``): what ``epochs: 0`` with ``init_model`` does, with the
+        model's index base; ``pred_<worker>`` lines ``row\tlabel\tprobability``."""
+        zero_based = bool(model.attrs.get("zero_based", model.params.get("zero_based") is True))
+        applier = cls(**{**model.params, "epochs": 0, "init_model": model.path, "predict": True,
+                         "zero_based": zero_based, "test": None})
+        return applier.join_run(worker)._apply()
 
     def _apply(self):
         """``epochs: 0``: score the input with ``init_model`` (any method; no

@@ -105,6 +105,13 @@ class Algorithm:
         progress line then shows a bar and an estimate of the time left."""
         return None
 
+    def join_run(self, other):
+        """Work inside ``other``'s running job (its store, input and
+        collectives): for an algorithm applying its own model within another
+        job (``predict``). Returns ``self``."""
+        self._runtime, self._worker = other._runtime, other._worker
+        return self
+
     @classmethod
     def resumable(cls):
         """Whether this algorithm implements the resume contract: it overrides

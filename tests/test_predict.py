@@ -198,3 +198,17 @@ def test_lda_model_gives_new_documents_their_topic_proportions(run_job, tmp_path
     agree = np.mean([np.argmax(found[d]) == np.argmax(gibbs[d]) for d in gibbs])
     assert agree >= 0.8, agree
     assert metrics(tmp_path / "p")["documents"] == len(docs)
+
+
+@pytest.mark.parametrize("method", ["lbfgs", "gd"])
+def test_lr_model_predicts_new_rows_as_the_job_did(run_job, tmp_path, method):
+    data = os.path.join(ROOT, "data", "lr", "train.svm")
+    trained = run_job("lr", processes=3, staleness=0, input=data,
+                      params={"method": method, "epochs": 5, "predict": True})
+    assert_ok(trained)
+    code, _, err = predict(os.path.join(trained.output, "model.h5"), [data], tmp_path / "p")
+    assert code == 0, err
+    in_job = sorted(pred_lines(trained.output))
+    assert in_job and sorted(pred_lines(tmp_path / "p")) == in_job
+    assert metrics(tmp_path / "p")["log_loss"] == pytest.approx(
+        metrics(trained.output)["log_loss"], rel=1e-9)
