@@ -16,8 +16,9 @@ What it checks, for each algorithm:
 and, under mpiexec, on its shipped data made short (the resume cases'
 parameters):
 
-* it runs with 1 worker and 2 servers, and with 4 workers and 1 server:
-  exit 0, ``metrics.json`` with its metrics;
+* it runs with 1 worker and 2 servers (more servers than workers, every
+  share on one worker): exit 0, ``metrics.json`` with its metrics (2
+  workers run in every resume case, 4 in every algorithm's own tests);
 * a model it saves describes itself (algorithm, parameters, version).
 
 Resuming every algorithm after a kill is checked by
@@ -113,7 +114,7 @@ def test_shipped_job_file_validates(name):
 
 
 @pytest.mark.mpi
-@pytest.mark.parametrize("workers,servers", [(1, 2), (4, 1)])
+@pytest.mark.parametrize("workers,servers", [(1, 2)])
 @pytest.mark.parametrize("name", sorted(CONFS))
 def test_runs_with_any_number_of_workers_and_servers(tmp_path, name, workers, servers):
     case = CASES[name]
