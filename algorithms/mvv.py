@@ -128,8 +128,7 @@ class MaxVertexValue(paracel.Algorithm):
     def solve(self):
         graph = self.load_graph(partition=self.partition)
         n = graph.shape[0]
-        own = np.arange(self.worker_id * n // self.num_workers,
-                        (self.worker_id + 1) * n // self.num_workers)
+        own = self.my_range(n)
         share = make_share(*directed_edges(graph.src, graph.dst, self.undirected), own)
         x, iterations, changed = self.propagate(share, n)
         values = x[share.mine]

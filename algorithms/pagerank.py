@@ -166,8 +166,7 @@ class PageRank(paracel.Algorithm):
     def solve(self):
         graph = self.load_graph(partition=self.partition)
         n = graph.shape[0]
-        own = np.arange(self.worker_id * n // self.num_workers,
-                        (self.worker_id + 1) * n // self.num_workers)
+        own = self.my_range(n)
         share = self.share(graph, own)
         x, iterations, converged = self.iterate(share, n)
         self.dump("rank_", zip(graph.src_ids[own].tolist(), x[share.mine].tolist()))

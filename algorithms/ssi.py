@@ -180,8 +180,7 @@ class SteadyStateInversion(paracel.Algorithm):
     def solve(self):
         graph = self.load_graph(partition=self.partition)
         n = graph.shape[0]
-        own = np.arange(self.worker_id * n // self.num_workers,
-                        (self.worker_id + 1) * n // self.num_workers)
+        own = self.my_range(n)
         share = self.share(graph, own)
         self.step_ = self.step if self.step is not None else (0.5 if self.undirected else 1.0)
         # made before the first clock, so a resumed job finds it in the checkpoint

@@ -321,6 +321,12 @@ class Algorithm:
 
         return open_table(self._runtime.client, name, width, dtype, admit)
 
+    def my_range(self, n):
+        """This worker's even, contiguous share of ``n`` items (vertices,
+        rows): ``numpy.arange(start, stop)``."""
+        return np.arange(self.worker_id * n // self.num_workers,
+                         (self.worker_id + 1) * n // self.num_workers)
+
     def my_blocks(self, matrix):
         """The blocks of ``matrix`` this worker creates, loads or writes when
         the workers share a whole-matrix task: every ``num_workers``-th."""
